@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from channels.http import HttpClient
 from channels.models import (
     ChannelContext,
     FlowName,
@@ -28,6 +27,9 @@ from channels.models import (
     PushResult,
     StockPush,
 )
+
+if TYPE_CHECKING:  # http.py raises the errors defined here
+    from channels.http import HttpClient
 
 
 class ChannelError(Exception):

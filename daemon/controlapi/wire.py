@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -124,11 +125,19 @@ class Problems(WireModel):
     never_integrated: list[NeverIntegrated] = Field(default_factory=list)
 
 
+EventType = Literal["log", "status", "heartbeat"]
+
+
 class Event(WireModel):
-    """One item of ``GET /events``: a log row or a status change, with a monotonically rising id."""
+    """One item of ``GET /events``: a log row or a status change, with a monotonically rising id.
+
+    ``heartbeat`` lines (every ~15 s, no payload, id = the last log id sent) let a client tell a quiet
+    daemon from a dead connection; log ids come from ``sync_log`` and status events carry the id of
+    the latest log row, so ``after=<last id seen>`` resumes without gaps or repeats.
+    """
 
     id: int
-    type: Literal["log", "status"]
+    type: EventType
     log: LogRow | None = None
     status: DaemonStatus | None = None
 
@@ -143,3 +152,55 @@ class ErrorBody(WireModel):
     error: str
     """A message for people; names what is wrong and where, never a secret."""
     field: str | None = None
+
+
+# --- Request bodies (POST); the client sends these and the server validates them. ----------------
+
+
+class OutboxRetryRequest(WireModel):
+    ids: list[int] | None = None
+    channel: str | None = None
+
+
+class StockSetRequest(WireModel):
+    sku: str = Field(min_length=1)
+    warehouse: str | None = None
+    """None: the default (first) warehouse."""
+    quantity: int = Field(ge=0)
+
+
+class StockMoveRequest(WireModel):
+    sku: str = Field(min_length=1)
+    warehouse: str | None = None
+    delta: int
+    reason: str = "adjust"
+    reference: str | None = None
+
+
+class PriceSetRequest(WireModel):
+    sku: str = Field(min_length=1)
+    list_price: Decimal = Field(ge=0)
+    sale_price: Decimal | None = Field(default=None, ge=0)
+    cost_price: Decimal | None = Field(default=None, ge=0)
+    promo_price: Decimal | None = Field(default=None, ge=0)
+    promo_start: datetime | None = None
+    promo_end: datetime | None = None
+
+
+class InvoiceAddRequest(WireModel):
+    channel: str = Field(min_length=1)
+    order_number: str = Field(min_length=1)
+    number: str = Field(min_length=1)
+    series: str = Field(min_length=1)
+    access_key: str = Field(min_length=1)
+    issued_at: datetime
+    danfe_url: str | None = None
+    xml_url: str | None = None
+
+
+class TrackingAddRequest(WireModel):
+    channel: str = Field(min_length=1)
+    order_number: str = Field(min_length=1)
+    code: str = Field(min_length=1)
+    carrier: str | None = None
+    url: str | None = None

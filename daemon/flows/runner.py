@@ -154,6 +154,7 @@ class FlowRunner:
             self.health.half_open()
             return
         self._next_run_mono = None
+        self.wake.clear()  # requests made while blocked are moot; resume() wakes the loop again
         await self._wait(None, stop, wake_ok=True)
 
     async def _run_once(self) -> float:

@@ -1,0 +1,473 @@
+"""The one way connectors talk HTTP: rate limit, timeouts, bounded retries, typed errors, no leaks.
+
+Every attempt takes a token from the channel's shared ``RateLimiter``; transient trouble (5xx, timeouts,
+resets, garbage bodies) is retried a bounded number of times with exponential backoff and full jitter;
+a 429 blocks the whole channel's limiter for Retry-After; 401/403 get one credential refresh. What
+escapes is one of the typed errors in ``channels.base`` with a message that names the method and the
+path (never the query string, never headers) and has every configured secret replaced by ``***``.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import math
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+from urllib.parse import quote, quote_plus
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from pydantic import SecretStr
+from yarl import URL
+
+from channels.models import ChannelContext, Priority
+from channels.ratelimit import RateLimiter
+from daemon.clock import Clock
+
+if TYPE_CHECKING:
+    from channels.base import ChannelError
+
+Expect = Literal["json", "none", "text"]
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+MAX_MESSAGE_CHARS = 300
+_READ_CHUNK = 64 * 1024
+
+
+def _errors() -> Any:
+    """``channels.base`` imports this module for ``HttpClient``; fetch its error types at call time."""
+    import channels.base  # noqa: PLC0415 - import cycle with channels.base, resolved lazily
+
+    return channels.base
+
+
+class AuthProvider(Protocol):
+    """Supplies auth headers; ``refresh`` renews them after a 401/403 (raise AuthError if it cannot)."""
+
+    async def headers(self) -> dict[str, str]: ...
+
+    async def refresh(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: Any
+    """Parsed JSON (``expect="json"``), text (``"text"``) or None (``"none"``, or an empty body)."""
+
+
+@dataclass(frozen=True)
+class RequestEvent:
+    """One attempt on the wire, for metrics; ``outcome`` is ``ok``, ``http_<status>`` or an error kind."""
+
+    method: str
+    path: str
+    status: int | None
+    outcome: str
+    elapsed: float
+
+
+@dataclass
+class HttpStats:
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    transient_errors: int = 0
+    auth_refreshes: int = 0
+    by_outcome: dict[str, int] = field(default_factory=dict)
+
+
+def redact(text: str, secrets: Mapping[str, SecretStr] | Iterable[str | SecretStr]) -> str:
+    """Replace every secret value (and its URL-encoded forms) in ``text`` with ``***``."""
+    values: list[str] = []
+    items = secrets.values() if isinstance(secrets, Mapping) else secrets
+    for item in items:
+        value = item.get_secret_value() if isinstance(item, SecretStr) else item
+        if value:
+            values.extend({value, quote(value, safe=""), quote_plus(value)})
+    for value in sorted(set(values), key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
+
+
+_QUERY_RE = re.compile(r"\?[^\s'\"<>)]*")
+
+
+def _strip_queries(text: str) -> str:
+    """Library messages embed URLs; their query strings may carry legacy credentials."""
+    return _QUERY_RE.sub("?…", text)
+
+
+def error_message_from_body(body: bytes | str | None) -> str:
+    """The human part of an error body: Tastypie ``error_message``, LI ``error_response``, or a string."""
+    if body is None:
+        return ""
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    try:
+        data = jsonlib.loads(text)
+    except ValueError:
+        return " ".join(text.split())
+    return " ".join(_message_from_json(data).split())
+
+
+def _message_from_json(data: Any) -> str:
+    if isinstance(data, str):
+        return data
+    if not isinstance(data, dict):
+        return jsonlib.dumps(data, ensure_ascii=False)
+    if isinstance(data.get("error_message"), str):
+        return str(data["error_message"])
+    response = data.get("error_response")
+    if isinstance(response, dict):
+        parts: list[str] = []
+        for item in response.get("general_errors") or []:
+            if isinstance(item, dict) and item.get("message"):
+                parts.append(str(item["message"]))
+        for item in response.get("validation_errors") or []:
+            if isinstance(item, dict):
+                msg = item.get("message_complete") or item.get("message")
+                if msg:
+                    parts.append(str(msg))
+        if parts:
+            return "; ".join(parts)
+    for key in ("message", "error", "detail", "msg"):
+        if isinstance(data.get(key), str):
+            return str(data[key])
+    return jsonlib.dumps(data, ensure_ascii=False)
+
+
+def _truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def parse_retry_after(value: str | None, now_epoch: float) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP-date; None when absent or unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = moment.timestamp() - now_epoch
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+class _Retry(Exception):
+    """An attempt failed in a way worth trying again; ``kind`` feeds stats and the final message."""
+
+    def __init__(self, kind: str, detail: str, *, status: int | None = None) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+        self.status = status
+
+
+class _Throttled(Exception):
+    def __init__(self, retry_after: float | None, detail: str) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+        self.detail = detail
+
+
+class _Denied(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class HttpClient:
+    """Shared plumbing for one channel; the connector owns the paths, this owns the manners.
+
+    Options read from ``context.options`` (all optional): ``max_body_bytes`` (default 10 MiB),
+    ``backoff_base_seconds`` (0.5), ``backoff_max_seconds`` (30), ``max_retry_after_seconds`` (60: a
+    longer Retry-After blocks the limiter and raises ``RateLimited`` at once so the flow reschedules
+    instead of holding a request open).
+    """
+
+    def __init__(
+        self,
+        context: ChannelContext,
+        *,
+        clock: Clock,
+        limiter: RateLimiter,
+        session: aiohttp.ClientSession | None = None,
+        auth: AuthProvider | None = None,
+        max_body_bytes: int | None = None,
+        on_request: Callable[[RequestEvent], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.context = context
+        self.clock = clock
+        self.limiter = limiter
+        self.auth = auth
+        self.on_request = on_request
+        self.stats = HttpStats()
+        options = context.options
+        self.max_body_bytes = int(
+            max_body_bytes
+            if max_body_bytes is not None
+            else options.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+        )
+        self.backoff_base = float(options.get("backoff_base_seconds", 0.5))
+        self.backoff_max = float(options.get("backoff_max_seconds", 30.0))
+        self.max_retry_after = float(options.get("max_retry_after_seconds", 60.0))
+        self._rng = rng or random.Random()
+        self._session = session
+        self._owns_session = session is None
+        self._timeout = aiohttp.ClientTimeout(total=context.timeout_seconds)
+        self._base = URL(context.base_url)
+        if not self._base.is_absolute():
+            raise ValueError(f"channel {context.name!r}: base_url must be an absolute http(s) URL")
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            if not self._owns_session:
+                raise RuntimeError(f"channel {self.context.name!r}: the HTTP session was closed by its owner")
+            self._session = aiohttp.ClientSession(timeout=self._timeout, raise_for_status=False)
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._owns_session and self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def redact(self, text: str) -> str:
+        return redact(_strip_queries(text), self.context.secrets)
+
+    def _url(self, path_or_url: str) -> URL:
+        if path_or_url.startswith(("http://", "https://")):
+            url = URL(path_or_url)
+            if url.origin() != self._base.origin():
+                raise ValueError(
+                    f"channel {self.context.name!r}: refusing to send credentials to another host "
+                    f"({url.host}); only {self._base.host} is allowed"
+                )
+            return url
+        base = str(self._base).rstrip("/")
+        return URL(base + "/" + path_or_url.lstrip("/"), encoded=False)
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter: uniform(0, min(cap, base * 2**attempt))."""
+        ceiling = min(self.backoff_max, self.backoff_base * (2**attempt))
+        return self._rng.uniform(0.0, ceiling)
+
+    def _record(self, method: str, path: str, status: int | None, outcome: str, started: float) -> None:
+        self.stats.requests += 1
+        self.stats.by_outcome[outcome] = self.stats.by_outcome.get(outcome, 0) + 1
+        if self.on_request is not None:
+            self.on_request(RequestEvent(method, path, status, outcome, time.monotonic() - started))
+
+    def _error(self, cls: type[ChannelError], message: str, **kwargs: Any) -> ChannelError:
+        return cls(self.redact(message), **kwargs)
+
+    # --- the request --------------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        priority: Priority,
+        params: Mapping[str, str | int | float] | None = None,
+        json: Any = None,
+        data: Mapping[str, str] | bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        expect: Expect = "json",
+        multipart: bool = True,
+    ) -> HttpResponse:
+        """Send with retries; ``data`` as a mapping is sent as multipart/form-data (rebuilt per attempt).
+
+        Raises ``AuthError``, ``RateLimited``, ``TransientError`` or ``PermanentError``.
+        """
+        errors = _errors()
+        method = method.upper()
+        url = self._url(path_or_url)
+        where = f"{method} {url.path}"
+        attempt = 0
+        refreshed = False
+        while True:
+            await self.limiter.acquire(priority)
+            try:
+                return await self._attempt(method, url, where, params, json, data, headers, expect, multipart)
+            except _Denied as denied:
+                if self.auth is not None and not refreshed:
+                    refreshed = True
+                    self.stats.auth_refreshes += 1
+                    try:
+                        await self.auth.refresh()
+                    except errors.AuthError as exc:
+                        raise self._error(
+                            errors.AuthError,
+                            f"{where}: HTTP {denied.status}, credential refresh failed: {exc}",
+                        ) from None
+                    continue
+                raise self._error(
+                    errors.AuthError, f"{where}: HTTP {denied.status}, credentials rejected: {denied.detail}"
+                ) from None
+            except _Throttled as throttled:
+                self.stats.rate_limited += 1
+                wait = throttled.retry_after
+                if wait is not None and wait > self.max_retry_after:
+                    self.limiter.block_for(wait)
+                    raise self._error(
+                        errors.RateLimited,
+                        f"{where}: HTTP 429, rate limited for {wait:.0f}s: {throttled.detail}",
+                        retry_after=wait,
+                    ) from None
+                if attempt >= self.context.max_retries:
+                    raise self._error(
+                        errors.RateLimited,
+                        f"{where}: HTTP 429 after {attempt + 1} attempts: {throttled.detail}",
+                        retry_after=wait,
+                    ) from None
+                self.limiter.block_for(wait if wait is not None else self.backoff(attempt))
+            except _Retry as retry:
+                self.stats.transient_errors += 1
+                if attempt >= self.context.max_retries:
+                    raise self._error(
+                        errors.TransientError, f"{where}: {retry.detail} (after {attempt + 1} attempts)"
+                    ) from None
+                await self.clock.sleep(self.backoff(attempt))
+            attempt += 1
+            self.stats.retries += 1
+
+    async def _attempt(
+        self,
+        method: str,
+        url: URL,
+        where: str,
+        params: Mapping[str, str | int | float] | None,
+        json: Any,
+        data: Mapping[str, str] | bytes | str | None,
+        headers: Mapping[str, str] | None,
+        expect: Expect,
+        multipart: bool,
+    ) -> HttpResponse:
+        errors = _errors()
+        send_headers: dict[str, str] = {}
+        if self.auth is not None:
+            send_headers.update(await self.auth.headers())
+        if headers:
+            send_headers.update(headers)
+        body: Any = data
+        if isinstance(data, Mapping):
+            form = aiohttp.FormData(default_to_multipart=multipart)
+            for key, value in data.items():
+                form.add_field(key, value)
+            body = form
+        started = time.monotonic()
+        path = url.path
+        session = self._get_session()
+        status: int | None = None
+        outcome = "ok"
+        try:
+            async with session.request(
+                method,
+                url,
+                params=dict(params) if params else None,
+                json=json,
+                data=body,
+                headers=send_headers,
+                timeout=self._timeout,
+                allow_redirects=True,
+                max_redirects=5,
+            ) as resp:
+                status = resp.status
+                raw = await self._read_bounded(resp)
+                return self._interpret(resp, status, raw, where, expect)
+        except _Retry as exc:
+            outcome = exc.kind
+            raise
+        except (_Throttled, _Denied, errors.PermanentError):
+            outcome = f"http_{status}"
+            raise
+        except aiohttp.InvalidURL as exc:
+            outcome = "invalid_url"
+            raise self._error(errors.PermanentError, f"{where}: invalid URL ({type(exc).__name__})") from None
+        except TimeoutError:
+            outcome = "timeout"
+            raise _Retry("timeout", f"timed out after {self.context.timeout_seconds:g}s") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            outcome = "connection"
+            detail = _truncate(self.redact(str(exc)) or "no detail", 200)
+            raise _Retry("connection", f"{type(exc).__name__}: {detail}") from None
+        finally:
+            self._record(method, path, status, outcome, started)
+
+    async def _read_bounded(self, resp: aiohttp.ClientResponse) -> bytes:
+        """Read at most ``max_body_bytes``; a bigger body is a transient failure and is never buffered."""
+        limit = self.max_body_bytes
+        declared = resp.content_length
+        if declared is not None and declared > limit:
+            resp.close()
+            raise _Retry(
+                "body_too_large", f"response body of {declared} bytes exceeds {limit}", status=resp.status
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await resp.content.read(_READ_CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                resp.close()
+                raise _Retry("body_too_large", f"response body exceeds {limit} bytes", status=resp.status)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _interpret(
+        self, resp: aiohttp.ClientResponse, status: int, raw: bytes, where: str, expect: Expect
+    ) -> HttpResponse:
+        errors = _errors()
+        if status == 429:
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.clock.now().timestamp())
+            raise _Throttled(
+                retry_after, _truncate(self.redact(error_message_from_body(raw)) or "too many requests")
+            )
+        if status in (401, 403):
+            raise _Denied(status, _truncate(self.redact(error_message_from_body(raw)) or "no detail"))
+        if status >= 500 or status == 408:
+            detail = _truncate(self.redact(error_message_from_body(raw)))
+            raise _Retry(
+                f"http_{status}", f"HTTP {status}" + (f": {detail}" if detail else ""), status=status
+            )
+        if status >= 400:
+            detail = _truncate(self.redact(error_message_from_body(raw))) or resp.reason or "no detail"
+            raise self._error(errors.PermanentError, f"{where}: HTTP {status}: {detail}", status=status)
+        return HttpResponse(status=status, headers=resp.headers, body=self._decode(resp, status, raw, expect))
+
+    def _decode(self, resp: aiohttp.ClientResponse, status: int, raw: bytes, expect: Expect) -> Any:
+        if expect == "none":
+            return None
+        if expect == "text":
+            return raw.decode(resp.charset or "utf-8", errors="replace")
+        if status == 204 or not raw.strip():
+            return None
+        ctype = resp.content_type.lower()
+        if not (ctype == "application/json" or ctype.endswith("+json")):
+            raise _Retry(
+                "wrong_content_type", f"expected JSON, got {ctype or 'no content type'}", status=status
+            )
+        try:
+            return jsonlib.loads(raw.decode(resp.charset or "utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _Retry(
+                "malformed_json", f"malformed JSON body ({type(exc).__name__})", status=status
+            ) from None

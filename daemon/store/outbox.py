@@ -1,0 +1,407 @@
+"""The outbox the push flows drain, and the values they pushed (with how each was computed).
+
+Triggers keep one row per (channel, entity, entity_id) and bump ``version`` on every newer change.
+A push records the version it read; ``mark_sent``/``mark_failed`` only touch a row whose version is
+unchanged, so a change that arrives while the push is on the wire stays pending and goes out next.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import aiosqlite
+
+from daemon.clock import utc_iso
+from daemon.store._sql import ENQUEUE_CONFLICT, IN_JSON, dumps, json_list, parse_stamp
+from daemon.store.db import transaction, write_lock
+from daemon.store.errors import InvalidData
+
+Entity = Literal["product", "stock", "price", "order_update"]
+ENTITIES: frozenset[str] = frozenset({"product", "stock", "price", "order_update"})
+States = Literal["pending", "sent", "failed", "parked"]
+STATES: frozenset[str] = frozenset({"pending", "sent", "failed", "parked"})
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """What a push flow needs to send one item and settle it afterwards."""
+
+    id: int
+    channel: str
+    entity: str
+    entity_id: int
+    version: int
+    attempts: int
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One row for people (TUI/CLI ``outbox`` views)."""
+
+    id: int
+    channel: str
+    entity: str
+    entity_id: int
+    sku: str | None
+    order_number: str | None
+    state: str
+    version: int
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    changed_at: datetime | None
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PushedValue:
+    channel: str
+    entity: str
+    entity_id: int
+    value: Any
+    explanation: dict[str, Any]
+    pushed_at: datetime | None
+
+
+def _check_entity(entity: str) -> None:
+    if entity not in ENTITIES:
+        raise InvalidData(f"outbox entity must be one of {sorted(ENTITIES)}, not {entity!r}")
+
+
+# --- draining --------------------------------------------------------------------------------------
+
+
+async def claim_due(
+    conn: aiosqlite.Connection, channel: str, entity: Entity, limit: int, now: datetime
+) -> list[OutboxRow]:
+    """Rows to push now: every pending row, and failed rows whose retry time has come; oldest first.
+
+    Pending rows are due regardless of ``next_attempt_at`` (triggers stamp it with SQLite's clock,
+    which need not agree with an injected one). Nothing is locked: one flow drains one
+    (channel, entity), and the version guard settles any race with new changes.
+    """
+    rows = await conn.execute_fetchall(
+        "SELECT id, channel, entity, entity_id, version, attempts FROM outbox "
+        "WHERE channel = ? AND entity = ? "
+        "AND (state = 'pending' OR (state = 'failed' AND next_attempt_at <= ?)) "
+        "ORDER BY changed_at, id LIMIT ?",
+        (channel, entity, utc_iso(now), limit),
+    )
+    return [
+        OutboxRow(
+            int(r["id"]),
+            r["channel"],
+            r["entity"],
+            int(r["entity_id"]),
+            int(r["version"]),
+            int(r["attempts"]),
+        )
+        for r in rows
+    ]
+
+
+async def mark_sent(conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime) -> int:
+    """Settle pushed rows; returns how many were settled (the rest changed meanwhile: still pending)."""
+    if not rows:
+        return 0
+    async with write_lock(conn):
+        cursor = await conn.executemany(
+            "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = 0, last_error = NULL "
+            "WHERE id = ? AND version = ?",
+            [(utc_iso(now), row.id, row.version) for row in rows],
+        )
+    return max(cursor.rowcount, 0)
+
+
+def backoff_delay(
+    attempts: int, base: float, maximum: float, rng: Callable[[], float] = random.random
+) -> float:
+    """Exponential backoff with 'equal jitter': between half and all of base * 2^(attempts-1)."""
+    ceiling = min(maximum, base * (2 ** max(0, attempts - 1)))
+    return ceiling / 2 + rng() * ceiling / 2
+
+
+async def mark_failed(
+    conn: aiosqlite.Connection,
+    row: OutboxRow,
+    error: str,
+    now: datetime,
+    *,
+    max_attempts: int,
+    backoff_base: float = 30.0,
+    backoff_max: float = 3600.0,
+    rng: Callable[[], float] = random.random,
+    retryable: bool = True,
+) -> str:
+    """Record a failed push: 'failed' with a retry time, 'parked' past the bound (or when not
+    retryable), or 'superseded' when a newer change arrived meanwhile (the row stays pending)."""
+    states = await mark_failed_many(
+        conn,
+        [(row, error)],
+        now,
+        max_attempts=max_attempts,
+        backoff_base=backoff_base,
+        backoff_max=backoff_max,
+        rng=rng,
+        retryable=retryable,
+        _report_superseded=True,
+    )
+    return states[row.id]
+
+
+async def mark_failed_many(
+    conn: aiosqlite.Connection,
+    failures: Sequence[tuple[OutboxRow, str]],
+    now: datetime,
+    *,
+    max_attempts: int,
+    backoff_base: float = 30.0,
+    backoff_max: float = 3600.0,
+    rng: Callable[[], float] = random.random,
+    retryable: bool = True,
+    _report_superseded: bool = False,
+) -> dict[int, str]:
+    """Many failures in one statement; returns the state each row was given (by outbox id).
+
+    A row whose version moved on is left pending; with many rows that is not reported per row.
+    """
+    params: list[tuple[object, ...]] = []
+    result: dict[int, str] = {}
+    for row, error in failures:
+        attempts = row.attempts + 1
+        parked = not retryable or attempts >= max_attempts
+        delay = 0.0 if parked else backoff_delay(attempts, backoff_base, backoff_max, rng)
+        state = "parked" if parked else "failed"
+        result[row.id] = state
+        params.append(
+            (
+                state,
+                attempts,
+                utc_iso(now + timedelta(seconds=delay)),
+                error[:MAX_ERROR_CHARS],
+                row.id,
+                row.version,
+            )
+        )
+    if not params:
+        return result
+    async with write_lock(conn):
+        cursor = await conn.executemany(
+            "UPDATE outbox SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ? "
+            "WHERE id = ? AND version = ?",
+            params,
+        )
+    if _report_superseded and cursor.rowcount == 0:
+        return dict.fromkeys(result, "superseded")
+    return result
+
+
+async def retry(
+    conn: aiosqlite.Connection,
+    *,
+    ids: Iterable[int] | None = None,
+    channel: str | None = None,
+    entity: Entity | None = None,
+) -> int:
+    """Failed and parked rows back to pending with a fresh attempt count; returns how many.
+
+    With no filter at all, every failed and parked row is retried.
+    """
+    where = ["state IN ('failed', 'parked')"]
+    params: list[object] = []
+    if ids is not None:
+        where.append(f"id IN {IN_JSON}")
+        params.append(json_list(ids))
+    if channel is not None:
+        where.append("channel = ?")
+        params.append(channel)
+    if entity is not None:
+        _check_entity(entity)
+        where.append("entity = ?")
+        params.append(entity)
+    async with write_lock(conn):
+        cursor = await conn.execute(
+            "UPDATE outbox SET state = 'pending', attempts = 0, last_error = NULL, "
+            "next_attempt_at = strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now') "
+            f"WHERE {' AND '.join(where)}",
+            params,
+        )
+    return max(cursor.rowcount, 0)
+
+
+async def enqueue(
+    conn: aiosqlite.Connection, channel: str | None, entity: Entity, entity_ids: Iterable[int]
+) -> int:
+    """Queue entities by hand ("push this product's stock now"); None = every enabled channel.
+
+    Coalesces like the triggers: an already queued row gets a new version, a sent one goes pending.
+    """
+    _check_entity(entity)
+    ids = json_list(sorted({int(i) for i in entity_ids}))
+    if channel is None:
+        sql = (
+            "INSERT INTO outbox (channel, entity, entity_id) "
+            f"SELECT c.name, ?, j.value FROM channels c, json_each(?) j WHERE c.enabled"
+        )
+        params: tuple[object, ...] = (entity, ids)
+    else:
+        sql = (
+            "INSERT INTO outbox (channel, entity, entity_id) "
+            "SELECT ?, ?, j.value FROM json_each(?) j WHERE true"
+        )
+        params = (channel, entity, ids)
+    async with write_lock(conn):
+        cursor = await conn.execute(sql + ENQUEUE_CONFLICT, params)
+    return max(cursor.rowcount, 0)
+
+
+async def next_due_at(conn: aiosqlite.Connection, channel: str, entity: Entity) -> datetime | None:
+    """When the next pending/failed row is due (in the past when something is pending now)."""
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT MIN(next_attempt_at) AS due FROM outbox "
+            "WHERE channel = ? AND entity = ? AND state IN ('pending', 'failed')",
+            (channel, entity),
+        )
+    )
+    return parse_stamp(rows[0]["due"]) if rows else None
+
+
+async def has_pending(conn: aiosqlite.Connection, channel: str, entity: Entity) -> bool:
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT EXISTS (SELECT 1 FROM outbox WHERE channel = ? AND entity = ? "
+            "AND state = 'pending') AS p",
+            (channel, entity),
+        )
+    )
+    return bool(rows[0]["p"])
+
+
+# --- looking ---------------------------------------------------------------------------------------
+
+
+async def counts(conn: aiosqlite.Connection) -> dict[tuple[str, str], dict[str, int]]:
+    """``{(channel, entity): {state: n}}`` for status displays."""
+    rows = await conn.execute_fetchall(
+        "SELECT channel, entity, state, COUNT(*) AS n FROM outbox GROUP BY channel, entity, state"
+    )
+    result: dict[tuple[str, str], dict[str, int]] = {}
+    for r in rows:
+        result.setdefault((r["channel"], r["entity"]), {})[r["state"]] = int(r["n"])
+    return result
+
+
+async def list_items(
+    conn: aiosqlite.Connection,
+    *,
+    state: str | None = None,
+    channel: str | None = None,
+    entity: str | None = None,
+    limit: int = 100,
+    after_id: int | None = None,
+) -> list[OutboxItem]:
+    """A page of rows by ascending id (keyset: pass the last id as ``after_id``)."""
+    where = ["o.id > ?"]
+    params: list[object] = [after_id or 0]
+    if state is not None:
+        if state not in STATES:
+            raise InvalidData(f"outbox state must be one of {sorted(STATES)}, not {state!r}")
+        where.append("o.state = ?")
+        params.append(state)
+    if channel is not None:
+        where.append("o.channel = ?")
+        params.append(channel)
+    if entity is not None:
+        _check_entity(entity)
+        where.append("o.entity = ?")
+        params.append(entity)
+    params.append(limit)
+    rows = await conn.execute_fetchall(
+        "SELECT o.*, p.sku AS sku, ord.number AS order_number FROM outbox o "
+        "LEFT JOIN products p ON p.id = o.entity_id AND o.entity IN ('product', 'stock', 'price') "
+        "LEFT JOIN orders ord ON ord.id = o.entity_id AND o.entity = 'order_update' "
+        f"WHERE {' AND '.join(where)} ORDER BY o.id LIMIT ?",
+        params,
+    )
+    return [
+        OutboxItem(
+            id=int(r["id"]),
+            channel=r["channel"],
+            entity=r["entity"],
+            entity_id=int(r["entity_id"]),
+            sku=r["sku"],
+            order_number=r["order_number"],
+            state=r["state"],
+            version=int(r["version"]),
+            attempts=int(r["attempts"]),
+            next_attempt_at=parse_stamp(r["next_attempt_at"]),
+            last_error=r["last_error"],
+            changed_at=parse_stamp(r["changed_at"]),
+            sent_at=parse_stamp(r["sent_at"]),
+        )
+        for r in rows
+    ]
+
+
+# --- pushed values ---------------------------------------------------------------------------------
+
+
+async def record_pushed(
+    conn: aiosqlite.Connection,
+    channel: str,
+    entity: Entity,
+    items: Sequence[tuple[int, object, Mapping[str, Any]]],
+    now: datetime,
+) -> None:
+    """Remember what each entity was pushed as, and why: ``[(entity_id, value, explanation)]``."""
+    if not items:
+        return
+    async with transaction(conn):
+        await conn.executemany(
+            "INSERT INTO pushed_values (channel, entity, entity_id, value, explanation, pushed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, entity, entity_id) DO UPDATE SET "
+            "value = excluded.value, explanation = excluded.explanation, pushed_at = excluded.pushed_at",
+            [
+                (channel, entity, entity_id, dumps(value), dumps(dict(explanation)), utc_iso(now))
+                for entity_id, value, explanation in items
+            ],
+        )
+
+
+async def pushed_values(
+    conn: aiosqlite.Connection, channel: str, entity: Entity, entity_ids: Iterable[int]
+) -> dict[int, PushedValue]:
+    """The last pushed values of many entities (e.g. to skip re-sending an unchanged balance)."""
+    rows = await conn.execute_fetchall(
+        "SELECT * FROM pushed_values WHERE channel = ? AND entity = ? "
+        f"AND entity_id IN {IN_JSON}",
+        (channel, entity, json_list(entity_ids)),
+    )
+    return {int(r["entity_id"]): _pushed(r) for r in rows}
+
+
+async def explain(
+    conn: aiosqlite.Connection, channel: str, entity: Entity, entity_id: int
+) -> PushedValue | None:
+    """Why does the channel show this? The value last pushed and the steps that produced it."""
+    found = await pushed_values(conn, channel, entity, [entity_id])
+    return found.get(entity_id)
+
+
+def _pushed(r: aiosqlite.Row) -> PushedValue:
+    explanation = json.loads(r["explanation"])
+    return PushedValue(
+        channel=r["channel"],
+        entity=r["entity"],
+        entity_id=int(r["entity_id"]),
+        value=json.loads(r["value"]),
+        explanation=explanation if isinstance(explanation, dict) else {"value": explanation},
+        pushed_at=parse_stamp(r["pushed_at"]),
+    )
