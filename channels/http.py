@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import quote, quote_plus
 
 import aiohttp
@@ -25,25 +25,16 @@ from multidict import CIMultiDictProxy
 from pydantic import SecretStr
 from yarl import URL
 
+from channels.base import AuthError, ChannelError, PermanentError, RateLimited, TransientError
 from channels.models import ChannelContext, Priority
 from channels.ratelimit import RateLimiter
 from daemon.clock import Clock
-
-if TYPE_CHECKING:
-    from channels.base import ChannelError
 
 Expect = Literal["json", "none", "text"]
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 MAX_MESSAGE_CHARS = 300
 _READ_CHUNK = 64 * 1024
-
-
-def _errors() -> Any:
-    """``channels.base`` imports this module for ``HttpClient``; fetch its error types at call time."""
-    import channels.base  # noqa: PLC0415 - import cycle with channels.base, resolved lazily
-
-    return channels.base
 
 
 class AuthProvider(Protocol):
@@ -295,7 +286,6 @@ class HttpClient:
 
         Raises ``AuthError``, ``RateLimited``, ``TransientError`` or ``PermanentError``.
         """
-        errors = _errors()
         method = method.upper()
         url = self._url(path_or_url)
         where = f"{method} {url.path}"
@@ -311,14 +301,14 @@ class HttpClient:
                     self.stats.auth_refreshes += 1
                     try:
                         await self.auth.refresh()
-                    except errors.AuthError as exc:
+                    except AuthError as exc:
                         raise self._error(
-                            errors.AuthError,
+                            AuthError,
                             f"{where}: HTTP {denied.status}, credential refresh failed: {exc}",
                         ) from None
                     continue
                 raise self._error(
-                    errors.AuthError, f"{where}: HTTP {denied.status}, credentials rejected: {denied.detail}"
+                    AuthError, f"{where}: HTTP {denied.status}, credentials rejected: {denied.detail}"
                 ) from None
             except _Throttled as throttled:
                 self.stats.rate_limited += 1
@@ -326,13 +316,13 @@ class HttpClient:
                 if wait is not None and wait > self.max_retry_after:
                     self.limiter.block_for(wait)
                     raise self._error(
-                        errors.RateLimited,
+                        RateLimited,
                         f"{where}: HTTP 429, rate limited for {wait:.0f}s: {throttled.detail}",
                         retry_after=wait,
                     ) from None
                 if attempt >= self.context.max_retries:
                     raise self._error(
-                        errors.RateLimited,
+                        RateLimited,
                         f"{where}: HTTP 429 after {attempt + 1} attempts: {throttled.detail}",
                         retry_after=wait,
                     ) from None
@@ -341,7 +331,7 @@ class HttpClient:
                 self.stats.transient_errors += 1
                 if attempt >= self.context.max_retries:
                     raise self._error(
-                        errors.TransientError, f"{where}: {retry.detail} (after {attempt + 1} attempts)"
+                        TransientError, f"{where}: {retry.detail} (after {attempt + 1} attempts)"
                     ) from None
                 await self.clock.sleep(self.backoff(attempt))
             attempt += 1
@@ -359,7 +349,6 @@ class HttpClient:
         expect: Expect,
         multipart: bool,
     ) -> HttpResponse:
-        errors = _errors()
         send_headers: dict[str, str] = {}
         if self.auth is not None:
             send_headers.update(await self.auth.headers())
@@ -394,12 +383,12 @@ class HttpClient:
         except _Retry as exc:
             outcome = exc.kind
             raise
-        except (_Throttled, _Denied, errors.PermanentError):
+        except (_Throttled, _Denied, PermanentError):
             outcome = f"http_{status}"
             raise
         except aiohttp.InvalidURL as exc:
             outcome = "invalid_url"
-            raise self._error(errors.PermanentError, f"{where}: invalid URL ({type(exc).__name__})") from None
+            raise self._error(PermanentError, f"{where}: invalid URL ({type(exc).__name__})") from None
         except TimeoutError:
             outcome = "timeout"
             raise _Retry("timeout", f"timed out after {self.context.timeout_seconds:g}s") from None
@@ -435,7 +424,6 @@ class HttpClient:
     def _interpret(
         self, resp: aiohttp.ClientResponse, status: int, raw: bytes, where: str, expect: Expect
     ) -> HttpResponse:
-        errors = _errors()
         if status == 429:
             retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.clock.now().timestamp())
             raise _Throttled(
@@ -450,7 +438,7 @@ class HttpClient:
             )
         if status >= 400:
             detail = _truncate(self.redact(error_message_from_body(raw))) or resp.reason or "no detail"
-            raise self._error(errors.PermanentError, f"{where}: HTTP {status}: {detail}", status=status)
+            raise self._error(PermanentError, f"{where}: HTTP {status}: {detail}", status=status)
         return HttpResponse(status=status, headers=resp.headers, body=self._decode(resp, status, raw, expect))
 
     def _decode(self, resp: aiohttp.ClientResponse, status: int, raw: bytes, expect: Expect) -> Any:

@@ -122,9 +122,7 @@ def validate_document(text: str) -> str:
         return doc
     if not doc:
         raise InvalidDocument(f"document {shown!r}: no digits" if shown else "document is empty")
-    raise InvalidDocument(
-        f"document {shown!r}: expected 11 digits (CPF) or 14 (CNPJ), got {len(doc)}"
-    )
+    raise InvalidDocument(f"document {shown!r}: expected 11 digits (CPF) or 14 (CNPJ), got {len(doc)}")
 
 
 # --- NF-e access key --------------------------------------------------------------------------------
@@ -165,7 +163,9 @@ def make_nfe_key(
     """A valid 44-digit key for invoice ``number`` (simulators and tests)."""
     issuer = normalize_document(cnpj) if cnpj else make_cnpj(1)
     code = (number * 7919 + 13) % 100_000_000
-    first43 = f"{uf:02d}{year % 100:02d}{month:02d}{issuer}{model:02d}{series:03d}{number:09d}{emission}{code:08d}"
+    first43 = (
+        f"{uf:02d}{year % 100:02d}{month:02d}{issuer}{model:02d}{series:03d}{number:09d}{emission}{code:08d}"
+    )
     return first43 + str(nfe_key_check_digit(first43))
 
 

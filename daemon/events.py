@@ -9,7 +9,8 @@ than slowing the daemon; its client reconnects with ``after=<last id>`` and repl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from types import TracebackType
 
 from daemon.controlapi.wire import DaemonStatus, Event, LogRow
@@ -45,10 +46,8 @@ class Subscription:
 
     def _wake(self) -> None:
         # A sentinel so a waiting get() notices lag/close even when the queue is full.
-        try:
+        with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
-        except asyncio.QueueFull:
-            pass
 
     async def get(self, timeout: float | None = None) -> Event | None:
         """The next event; None when ``timeout`` passes first. Raises when lagged or closed."""
@@ -145,3 +144,53 @@ class EventBus:
         self._closed = True
         for sub in list(self._subs):
             sub.close()
+
+
+async def stream_events(
+    sub: Subscription,
+    *,
+    after: int | None,
+    fetch_after: Callable[[int, int], Awaitable[list[LogRow]]],
+    status: Callable[[], Awaitable[DaemonStatus]],
+    heartbeat_interval: float = 15.0,
+    replay_page: int = 1000,
+    start_id: int = 0,
+) -> AsyncGenerator[Event, None]:
+    """What ``GET /events?after=`` sends: the rows after ``after`` from the database, a status
+    snapshot, then live events, with a heartbeat whenever the bus is quiet for ``heartbeat_interval``.
+
+    ``sub`` must be subscribed *before* this starts (before the replay reads the database), so a row
+    committed during the replay is either read by it or waiting in ``sub``; log ids at or below the
+    last one sent are skipped, hence no gap and no repeat. ``after=None`` means live only, starting
+    from ``start_id`` (the bus's last id when ``sub`` was taken). Ends when ``sub`` lags or closes.
+    """
+    if after is not None and after > start_id:
+        after = start_id  # an id from another log database (replaced file): nothing to replay
+    last = start_id if after is None else after
+    try:
+        if after is not None:
+            while True:
+                rows = await fetch_after(last, replay_page)
+                for row in rows:
+                    if row.id > last:
+                        last = row.id
+                        yield Event(id=row.id, type="log", log=row)
+                if len(rows) < replay_page:
+                    break
+        yield Event(id=last, type="status", status=await status())
+        while True:
+            event = await sub.get(timeout=heartbeat_interval)
+            if event is None:
+                yield Event(id=last, type="heartbeat")
+                continue
+            if event.type == "log":
+                if event.id <= last:
+                    continue
+                last = event.id
+            elif event.id > last:
+                # A status published while its log rows were still on their way: never let an id
+                # run ahead of the rows delivered, or a resume could skip them.
+                event = event.model_copy(update={"id": last})
+            yield event
+    except (SubscriptionLagged, SubscriptionClosed):
+        return

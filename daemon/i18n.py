@@ -9,6 +9,7 @@ São Paulo time (the store's clock, whatever the server's timezone).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
@@ -49,7 +50,9 @@ MESSAGES: dict[Locale, dict[str, str]] = {
         # channel health
         "channel.down": "{channel} is failing since {since}: {error}",
         "channel.recovered": "{channel} is back after {duration}",
-        "channel.needs_reauth": "{channel}: the credentials were refused; update them and reload the settings",
+        "channel.needs_reauth": (
+            "{channel}: the credentials were refused; update them and reload the settings"
+        ),
         "channel.circuit_open": "{channel}: too many failures in a row; trying again at {until}",
         # settings
         "settings.errors_header": "{path}: {count} problem(s) in the settings:",
@@ -94,12 +97,16 @@ MESSAGES: dict[Locale, dict[str, str]] = {
         "stock.push_queued": "estoque de {sku} na fila para todos os canais",
         "channel.down": "{channel} com falha desde {since}: {error}",
         "channel.recovered": "{channel} voltou após {duration}",
-        "channel.needs_reauth": "{channel}: as credenciais foram recusadas; atualize-as e recarregue as configurações",
+        "channel.needs_reauth": (
+            "{channel}: as credenciais foram recusadas; atualize-as e recarregue as configurações"
+        ),
         "channel.circuit_open": "{channel}: muitas falhas seguidas; nova tentativa às {until}",
         "settings.errors_header": "{path}: {count} problema(s) nas configurações:",
         "settings.ok": "configurações OK: {path}",
         "reload.ok": "configurações recarregadas de {path}",
-        "reload.failed": "configurações não recarregadas ({count} problema(s)); as anteriores continuam valendo",
+        "reload.failed": (
+            "configurações não recarregadas ({count} problema(s)); as anteriores continuam valendo"
+        ),
         "flow.orders": "pedidos",
         "flow.tickets": "atendimento (SAC)",
         "flow.tracking": "rastreio",
@@ -133,7 +140,7 @@ def resolve_locale(value: str | None = None, environ: Mapping[str, str] | None =
 
 
 def _match(tag: str) -> Locale | None:
-    language = tag.split(".")[0].split("@")[0].replace("-", "_").lower()
+    language = re.split(r"[.@]", tag, maxsplit=1)[0].replace("-", "_").lower()
     if language in ("", "c", "posix"):
         return None
     if language == "pt" or language.startswith("pt_"):

@@ -17,7 +17,7 @@ import logging
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,6 +31,8 @@ from daemon.clock import SYSTEM_CLOCK, Clock, utc_iso
 from daemon.controlapi.wire import LogPage, LogRow
 from daemon.events import EventBus
 from daemon.logquery import LEVELS, latest_id, query_logs, row_from_db, rows_after
+from daemon.secrets import SECRETS
+from daemon.store.db import open_log_db
 
 LOG_DB_NAME = "storesync-log.db"
 SCHEMA_VERSION = 1
@@ -79,14 +81,10 @@ class _NoRedaction:
 # --- the database -------------------------------------------------------------------------------
 
 
-async def open_log_db(path: str | Path) -> aiosqlite.Connection:
-    """Open (creating or upgrading) the log database; autocommit, so transactions are explicit."""
-    conn = await aiosqlite.connect(str(path), isolation_level=None)
+async def open_log_database(path: str | Path) -> aiosqlite.Connection:
+    """Open the log database (pragmas by ``daemon.store.db``) and create or check its schema."""
+    conn = await open_log_db(path)
     try:
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        await conn.execute("PRAGMA journal_size_limit=67108864")
-        await conn.execute("PRAGMA busy_timeout=5000")
         async with conn.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
         version = int(row[0]) if row else 0
@@ -150,11 +148,17 @@ def _normal_level(level: Any) -> str:
 def event_to_row(event_dict: Mapping[str, Any], clock: Clock = SYSTEM_CLOCK) -> Row:
     """Snapshot an event as a sync_log row (JSON now, so later mutation of its values cannot leak)."""
     data = {k: v for k, v in event_dict.items() if k not in _OWN_KEYS}
+    get = event_dict.get
     return (
-        str(event_dict.get("ts") or utc_iso(clock.now())),
-        _normal_level(event_dict.get("level", "info")),
-        str(event_dict.get("event", "")),
-        *(_column(event_dict.get(key)) for key in COLUMN_KEYS),  # type: ignore[misc]
+        str(get("ts") or utc_iso(clock.now())),
+        _normal_level(get("level", "info")),
+        str(get("event", "")),
+        _column(get("channel")),
+        _column(get("flow")),
+        _column(get("run_id")),
+        _column(get("entity")),
+        _column(get("entity_id")),
+        _column(get("remote_id")),
         json.dumps(data, default=str, ensure_ascii=False, separators=(",", ":")),
     )
 
@@ -216,7 +220,8 @@ class LogSink:
     def offer(self, row: Row) -> bool:
         """Queue a row; False (and one more counted drop) when the queue is full or closed."""
         with self._lock:
-            if len(self._queue) >= self._capacity or (self._closing and self._task is None):
+            stopped = self._closing and (self._task is None or self._task.done())
+            if stopped or len(self._queue) >= self._capacity:
                 self._dropped += 1
                 self._dropped_unreported += 1
                 return False
@@ -319,15 +324,11 @@ class LogSink:
                 if not self._queue:
                     await self._wake.wait()
                     continue
-            if (
-                not self._closing
-                and self._done >= self._urgent_until
-                and len(self._queue) < self._batch_size
-            ):
+            if not self._closing and self._done >= self._urgent_until and len(self._queue) < self._batch_size:
                 await self._linger()
-            batch = self._take()
+            batch, accepted = self._take()
             if batch:
-                await self._write(batch)
+                await self._write(batch, accepted)
 
     async def _linger(self) -> None:
         """Wait for a full batch, a flush, or ``max_delay`` (on the injected clock)."""
@@ -344,21 +345,23 @@ class LogSink:
             timer.cancel()
             full.cancel()
 
-    def _take(self) -> list[Row]:
+    def _take(self) -> tuple[list[Row], int]:
+        """Up to a batch of queued rows (plus a drop summary when one is due), and how many were queued."""
         with self._lock:
             count = min(self._batch_size, len(self._queue))
             batch = [self._queue.popleft() for _ in range(count)]
             unreported = self._dropped_unreported
             now = self._clock.monotonic()
-            report = unreported and (
-                self._closing or now - self._last_drop_report >= self._drop_report_interval
+            # Once per interval under sustained overload; at once when the burst is over or we stop.
+            report = unreported > 0 and (
+                self._closing or not self._queue or now - self._last_drop_report >= self._drop_report_interval
             )
             if report:
                 self._dropped_unreported = 0
                 self._last_drop_report = now
         if report:
             batch.append(self._drop_summary(unreported))
-        return batch
+        return batch, count
 
     def _drop_summary(self, count: int) -> Row:
         event: dict[str, Any] = {
@@ -374,7 +377,7 @@ class LogSink:
         )
         return event_to_row(event, self._clock)
 
-    async def _write(self, batch: list[Row]) -> None:
+    async def _write(self, batch: list[Row], accepted: int) -> None:
         delays = (0.05, 0.5)
         for attempt in range(len(delays) + 1):
             try:
@@ -384,24 +387,23 @@ class LogSink:
                 if attempt < len(delays):
                     await self._clock.sleep(delays[attempt])
                     continue
-                self._dropped += len(batch)
+                self._dropped += accepted
                 structlog.get_logger("storesync.logbook").error(
                     "log_batch_lost",
                     rows=len(batch),
                     error=f"{type(exc).__name__}: {exc}",
                     **{SKIP_SINK_KEY: True},
                 )
-                self._finish(len(batch))
+                self._finish(accepted)
                 return
             self._written += len(batch)
             self._batches += 1
             self._publish(first_id, batch)
-            self._finish(len(batch))
+            self._finish(accepted)
             return
 
     def _finish(self, count: int) -> None:
-        # Drop summaries are not counted in _accepted; never let _done run ahead of it.
-        self._done = min(self._accepted, self._done + count)
+        self._done += count
         if self._progress is not None:
             self._progress.set()
 
@@ -638,12 +640,7 @@ def configure_logging(
     (tests, the CLI) while the sink still records.
     """
     if redactor is None:
-        try:
-            from daemon.secrets import SECRETS
-
-            redactor = SECRETS
-        except ImportError:  # pragma: no cover - the module ships with the daemon
-            redactor = _NoRedaction()
+        redactor = SECRETS
     _STATE.redaction = RedactionProcessor(redactor)
     _STATE.sink = sink
     _STATE.clock = clock
@@ -676,6 +673,8 @@ def configure_logging(
         if isinstance(handler, _StdlibBridge):
             root.removeHandler(handler)
     root.addHandler(_StdlibBridge())
+    # aiosqlite logs every statement at debug: through the sink that would feed on itself.
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
 
 
 def get_logger(**bound: Any) -> FilteringBoundLogger:
@@ -716,9 +715,9 @@ class LogBook:
         """Open ``path`` and start the writer. Pass the ``sink`` already given to configure_logging so
         lines logged before the database was open are kept."""
         db_path = Path(path)
-        writer = await open_log_db(db_path)
+        writer = await open_log_database(db_path)
         try:
-            reader = await open_log_db(db_path)
+            reader = await open_log_database(db_path)
         except BaseException:
             await writer.close()
             raise
@@ -744,7 +743,12 @@ class LogBook:
         return await rows_after(self._reader, after_id, limit)
 
     def start_retention(
-        self, *, days: float | None, keep_rows: int | None, interval: float = 600.0, clock: Clock = SYSTEM_CLOCK
+        self,
+        *,
+        days: float | None,
+        keep_rows: int | None,
+        interval: float = 600.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> asyncio.Task[None]:
         if self._retention is not None:
             self._retention.cancel()
@@ -782,6 +786,3 @@ def clear_context(*keys: str) -> None:
         structlog.contextvars.unbind_contextvars(*keys)
     else:
         structlog.contextvars.clear_contextvars()
-
-
-EventMapping = MutableMapping[str, Any]

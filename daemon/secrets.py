@@ -58,7 +58,9 @@ def resolve_secret(
         except UnicodeDecodeError:
             raise SecretError(f"secret file {path} is not UTF-8 text") from None
         except OSError as exc:
-            raise SecretError(f"cannot read secret file {path}: {exc.strerror or type(exc).__name__}") from None
+            raise SecretError(
+                f"cannot read secret file {path}: {exc.strerror or type(exc).__name__}"
+            ) from None
         secret = text.removesuffix("\n").removesuffix("\r")
         if not secret:
             raise SecretError(f"secret file {path} is empty")
@@ -103,12 +105,9 @@ class SecretRegistry:
         if len(value) < self._min_length:
             return
         with self._lock:
-            if value in self._values:
-                return
-            self._values.add(value)
-            # Longest first, so a secret that contains another is replaced whole.
-            ordered = sorted(self._values, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+            if value not in self._values:
+                self._values.add(value)
+                self._pattern = None  # rebuilt on the next redact, not once per registration
 
     def register_all(self, values: Iterable[str]) -> None:
         for value in values:
@@ -117,8 +116,19 @@ class SecretRegistry:
     def redact(self, text: str) -> str:
         pattern = self._pattern
         if pattern is None:
-            return text
+            if not self._values:
+                return text
+            pattern = self._compile()
         return pattern.sub(REDACTED, text)
+
+    def _compile(self) -> re.Pattern[str]:
+        with self._lock:
+            if self._pattern is None:
+                # Longest first, so a secret that contains another is replaced whole.
+                ordered = sorted(self._values, key=len, reverse=True)
+                alternatives = "|".join(re.escape(v) for v in ordered)
+                self._pattern = re.compile(alternatives or r"(?!)")  # (?!) never matches
+            return self._pattern
 
     def values(self) -> frozenset[str]:
         with self._lock:

@@ -20,6 +20,7 @@ import re
 import sys
 import tomllib
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -40,11 +41,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from channels.models import ChannelContext, FlowName
 from channels.registry import connector_class, connector_kinds
+from daemon import i18n
 from daemon.secrets import SECRETS, SecretError, SecretRegistry, resolve_secret
 
 ENV_PREFIX = "STORESYNC_"
@@ -120,7 +123,9 @@ def parse_duration(value: object) -> float:
             {"got": _shown(value)},
         )
     if seconds < 0 or math.isinf(seconds):
-        raise PydanticCustomError("duration", "must be a duration of zero or more, got {got}", {"got": _shown(value)})
+        raise PydanticCustomError(
+            "duration", "must be a duration of zero or more, got {got}", {"got": _shown(value)}
+        )
     return seconds
 
 
@@ -138,7 +143,9 @@ def parse_rate(value: object) -> float:
             "rate", 'expected like "100/min", "5/s" or "3000/h", got {got}', {"got": _shown(value)}
         )
     if per_minute <= 0:
-        raise PydanticCustomError("rate", "must be more than zero requests, got {got}", {"got": _shown(value)})
+        raise PydanticCustomError(
+            "rate", "must be more than zero requests, got {got}", {"got": _shown(value)}
+        )
     return per_minute
 
 
@@ -172,12 +179,20 @@ class _LoadContext:
     base_dir: Path
     environ: Mapping[str, str]
     registry: SecretRegistry
+    tree: dict[str, Any]
+    """The merged file < environment < CLI values being validated."""
+
+
+# A context variable rather than pydantic's validation context: BaseSettings builds its values in
+# __init__ from its sources and does not pass a validation context through.
+_LOADING: ContextVar[_LoadContext | None] = ContextVar("storesync_settings_loading", default=None)
 
 
 def _context(info: ValidationInfo) -> _LoadContext:
-    if isinstance(info.context, _LoadContext):
-        return info.context
-    return _LoadContext(base_dir=Path.cwd(), environ=os.environ, registry=SECRETS)
+    active = _LOADING.get()
+    if active is not None:
+        return active
+    return _LoadContext(base_dir=Path.cwd(), environ=os.environ, registry=SECRETS, tree={})
 
 
 # --- models --------------------------------------------------------------------------------------------
@@ -343,7 +358,8 @@ class ChannelSettings(_Section):
         if not isinstance(data, Mapping):
             return data
         known = set(cls.model_fields)
-        options = dict(data.get("options") or {}) if isinstance(data.get("options"), Mapping) else None
+        raw_options = data.get("options", {})
+        options = dict(raw_options) if isinstance(raw_options, Mapping) else None
         kept: dict[str, Any] = {}
         for key, value in data.items():
             if key in known or not isinstance(key, str) or _close_to(key, known):
@@ -365,7 +381,9 @@ class ChannelSettings(_Section):
         kinds = connector_kinds()
         if kind not in kinds:
             raise PydanticCustomError(
-                "kind", "unknown channel kind {got} (known: {known})", {"got": _shown(value), "known": ", ".join(sorted(kinds))}
+                "kind",
+                "unknown channel kind {got} (known: {known})",
+                {"got": _shown(value), "known": ", ".join(sorted(kinds))},
             )
         return kind
 
@@ -380,7 +398,12 @@ class ChannelSettings(_Section):
         except ValueError:
             host = None
             parts = None
-        if parts is None or parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in value):
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not host
+            or any(c.isspace() for c in value)
+        ):
             raise PydanticCustomError("url", "expected an http:// or https:// URL with a host")
         if parts.username is not None or parts.password is not None:
             raise PydanticCustomError(
@@ -427,13 +450,16 @@ class ChannelSettings(_Section):
             flow = FlowName(key) if key in FlowName._value2member_map_ else None
             if flow is not None and isinstance(body, Mapping):
                 interval, batch_size = FLOW_DEFAULTS[flow]
-                body = {"interval": interval, "batch_size": batch_size, **body}
-            filled[key] = body
+                filled[key] = {"interval": interval, "batch_size": batch_size, **body}
+            else:
+                filled[key] = body
         return filled
 
     @field_validator("flows", mode="after")
     @classmethod
-    def _flows_supported(cls, value: dict[FlowName, FlowSettings], info: ValidationInfo) -> dict[FlowName, FlowSettings]:
+    def _flows_supported(
+        cls, value: dict[FlowName, FlowSettings], info: ValidationInfo
+    ) -> dict[FlowName, FlowSettings]:
         kind = info.data.get("kind")
         supported = supported_flows(kind) if isinstance(kind, str) else None
         if supported is None:
@@ -512,16 +538,43 @@ def _close_to(key: str, known: Iterable[str]) -> bool:
     return bool(difflib.get_close_matches(key, list(known), n=1, cutoff=0.85))
 
 
+class _LayeredSource(PydanticBaseSettingsSource):
+    """Feeds BaseSettings the values load_settings merged (file < environment < CLI).
+
+    Outside load_settings (``Settings()`` on its own) it reads just the ``STORESYNC_`` environment.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns the whole tree
+
+    def __call__(self) -> dict[str, Any]:
+        active = _LOADING.get()
+        if active is not None:
+            return active.tree
+        problems: list[str] = []
+        tree = _env_tree(os.environ, problems, {})
+        if problems:
+            raise SettingsError(problems)
+        return tree
+
+
 class Settings(BaseSettings):
     """The whole file. Build it with :func:`load_settings`; ``Settings()`` alone reads only the env."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter=ENV_DELIMITER,
-        extra="forbid",
-        frozen=True,
-        validate_default=True,
-    )
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Our environment parser instead of pydantic-settings' own: it accepts "A,B" lists and its
+        # errors name the variable; the TOML file and CLI layers are merged in load_settings.
+        return (init_settings, _LayeredSource(settings_cls))
 
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     defaults: ChannelDefaults = Field(default_factory=ChannelDefaults)
@@ -597,12 +650,15 @@ def load_settings(
     tree = _deep_merge(_deep_merge(file_tree, env_tree), cli_tree)
     for section in ("daemon", "defaults"):
         tree.setdefault(section, {})  # validate the section's defaults too (relative paths)
-    context = _LoadContext(base_dir=config_path.absolute().parent, environ=env, registry=secrets)
+    context = _LoadContext(base_dir=config_path.absolute().parent, environ=env, registry=secrets, tree=tree)
+    token = _LOADING.set(context)
     try:
-        settings = Settings.model_validate(tree, context=context)
+        settings = Settings()
     except ValidationError as exc:
         lines = [_problem(error, origins) for error in exc.errors(include_url=False, include_input=False)]
         raise SettingsError([secrets.redact(line) for line in lines], path=config_path) from None
+    finally:
+        _LOADING.reset(token)
     settings._config_path = config_path
     return settings
 
@@ -614,8 +670,6 @@ def format_problems(err: SettingsError) -> str:
 
 def exit_on_error(err: SettingsError, *, stream: TextIO | None = None, locale: str | None = None) -> NoReturn:
     """Print a header and the problems to stderr and exit with status 2 (the CLI's settings error)."""
-    from daemon import i18n
-
     out = sys.stderr if stream is None else stream
     header = i18n.translate(
         "settings.errors_header",

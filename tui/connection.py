@@ -9,13 +9,14 @@ and retries with exponential backoff and jitter. Textual-free, so it is tested o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from daemon.controlapi.client import ControlClient, ControlError, DaemonNotRunning
+from daemon.controlapi.client import ControlClient, ControlError, ControlTimeout, DaemonNotRunning
 from daemon.controlapi.wire import DaemonStatus, Event, LogRow
 
 T = TypeVar("T")
@@ -70,6 +71,8 @@ def describe_error(exc: BaseException) -> str:
     """A short reason for the header; the client's errors already name what is wrong, never a secret."""
     if isinstance(exc, ControlError):
         return exc.message
+    if isinstance(exc, ControlTimeout):
+        return str(exc)
     if isinstance(exc, TimeoutError):
         return "timeout"
     return str(exc) or type(exc).__name__
@@ -112,14 +115,13 @@ class Connection:
                 async with self._factory(self.socket_path) as client:
                     await self._refresh_status(client)
                     failures = 0
-                    if self.last_log_id is None:
-                        head = await client.logs(limit=1)
-                        self.last_log_id = head.rows[0].id if head.rows else None
                     self._set(LinkInfo(LinkState.CONNECTED))
                     broken_streams = 0 if await self._follow(client) else broken_streams + 1
-                    # The stream ended: is the daemon still there? If so, keep status fresh by polling.
+                    # The stream ended: is the daemon still there? If so, keep status fresh by polling
+                    # (and say so once the stream has failed in a row; a restart just reconnects).
                     await self._refresh_status(client)
-                    self._set(LinkInfo(LinkState.POLLING))
+                    if broken_streams:
+                        self._set(LinkInfo(LinkState.POLLING))
                     await self._poll_until(client, self._backoff.delay(broken_streams))
                     continue
             except asyncio.CancelledError:
@@ -139,26 +141,33 @@ class Connection:
     async def _follow(self, client: ControlClient) -> bool:
         """Reads the stream until it ends or breaks; True if anything arrived (the link was healthy)."""
         received = False
+        # With heartbeats the client notices a silent, dead link (ControlTimeout) instead of waiting forever.
+        events = client.events(after=self.last_log_id, heartbeats=True)
         try:
-            async for event in client.events(after=self.last_log_id):
+            async for event in events:
                 received = True
                 self._handle(event)
         except asyncio.CancelledError:
             raise
         except Exception:  # the caller checks /status to tell "daemon gone" from "stream broke"
             return received
+        finally:
+            close = getattr(events, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
         return received
 
     def _handle(self, event: Event) -> None:
-        if event.type == "status" and event.status is not None:
+        seen = self.last_log_id
+        if event.type == "log" and event.log is not None:
+            if seen is not None and event.id <= seen:
+                return  # already delivered before a reconnect
+            self._listener.on_logs([event.log])
+        elif event.type == "status" and event.status is not None:
             self._listener.on_status(event.status)
-        elif event.type == "log" and event.log is not None:
-            row = event.log
-            if self.last_log_id is not None and row.id <= self.last_log_id:
-                return
-            self.last_log_id = row.id
-            self._listener.on_logs([row])
-        # other event types (heartbeats) only prove the link is alive
+        # Every event with id N follows log row N, so N is where a reconnect resumes (heartbeats too).
+        self.last_log_id = event.id if seen is None else max(seen, event.id)
 
     async def _refresh_status(self, client: ControlClient) -> None:
         self._listener.on_status(await client.status())
@@ -184,4 +193,3 @@ class Connection:
         if info != self.info:
             self.info = info
             self._listener.on_link(info)
-

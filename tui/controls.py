@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from textual.notifications import SeverityLevel
 
-from daemon.controlapi.client import ControlClient, ControlError, DaemonNotRunning
+from daemon.controlapi.client import ControlClient, ControlClientError, DaemonNotRunning
 from daemon.controlapi.wire import ActionResult
 from tui.channel_table import Target
 from tui.connection import Connection, describe_error
@@ -78,7 +78,7 @@ class Controls:
         except DaemonNotRunning:
             self._fail(label, self._tr("the daemon is not running"))
             return None
-        except (ControlError, OSError, TimeoutError) as exc:
+        except (ControlClientError, OSError, TimeoutError) as exc:
             self._fail(label, describe_error(exc))
             return None
         self._notify(result.message or self._tr("done"), label, "information" if result.ok else "error")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import cast
+from typing import ClassVar, cast
 
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
@@ -22,7 +22,7 @@ from tui.ui import Ui, localize_bindings
 
 
 class FilterDialog(ModalScreen[LogFilter | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(
         self,
@@ -57,9 +57,10 @@ class FilterDialog(ModalScreen[LogFilter | None]):
                 yield Label(tr("Text"))
                 yield Input(f.q or "", id="q")
                 yield Label(tr("Since"))
-                yield Input(_moment(fmt.stamp, f.since), id="since", placeholder=tr("e.g. 25/01/2026 14:00, 2026-01-25 or 2h"))
+                hint = tr("e.g. 25/01/2026 14:00, 2026-01-25 or 2h")
+                yield Input(fmt.stamp(f.since) if f.since else "", id="since", placeholder=hint)
                 yield Label(tr("Until"))
-                yield Input(_moment(fmt.stamp, f.until), id="until", placeholder=tr("e.g. 25/01/2026 14:00, 2026-01-25 or 2h"))
+                yield Input(fmt.stamp(f.until) if f.until else "", id="until", placeholder=hint)
             yield Static(id="filter-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(tr("Apply"), id="apply", variant="primary")
@@ -110,7 +111,8 @@ class FilterDialog(ModalScreen[LogFilter | None]):
                 return cast(datetime, current)
             parsed = fmt.parse_moment(raw, end_of_day=end_of_day)
             if parsed is None:
-                raise ValueError(tr("{field}: cannot read {value!r} as a date, time or duration", field=field, value=raw))
+                message = "{field}: cannot read {value!r} as a date, time or duration"
+                raise ValueError(tr(message, field=field, value=raw))
             return parsed
 
         since = moment("since", tr("Since"), end_of_day=False)
@@ -143,7 +145,3 @@ def _select(widget_id: str, values: Sequence[str], current: str | None, prompt: 
 def _selected(select: Select[str]) -> str | None:
     value = select.value
     return value if isinstance(value, str) else None
-
-
-def _moment(render: object, moment: datetime | None) -> str:
-    return render(moment) if moment is not None and callable(render) else ""

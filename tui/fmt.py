@@ -53,14 +53,16 @@ class Formatter:
         return local.strftime("%d/%m %H:%M" if self.brazilian else "%m-%d %H:%M")
 
     def relative(self, moment: datetime | None) -> str:
-        """"em 1m20s" / "in 1m20s" for the future, "há 5m" / "5m ago" for the past."""
+        """Relative to now: "em 1m20s" / "in 1m20s" ahead, "há 5m00s" / "5m00s ago" behind."""
         if moment is None:
             return "—"
         delta = (_aware(moment) - self.now()).total_seconds()
         if abs(delta) < 1:
             return self.tr("now")
         text = duration(abs(delta))
-        return self.tr("in {duration}", duration=text) if delta > 0 else self.tr("{duration} ago", duration=text)
+        return (
+            self.tr("in {duration}", duration=text) if delta > 0 else self.tr("{duration} ago", duration=text)
+        )
 
     def number(self, value: int) -> str:
         text = f"{value:,}"

@@ -185,7 +185,9 @@ _PT: dict[str, str] = {
     "Filter by channel, flow, level, entity, text, dates": (
         "Filtrar por canal, fluxo, nível, entidade, texto, datas"
     ),
-    "Load older rows (also when scrolling to the end)": "Carregar linhas mais antigas (também ao rolar até o fim)",
+    "Load older rows (also when scrolling to the end)": (
+        "Carregar linhas mais antigas (também ao rolar até o fim)"
+    ),
     "Back to the newest rows, live": "Voltar às linhas mais recentes, ao vivo",
     "Retry the selected outbox item": "Reenviar o item selecionado da fila",
     "Retry every failed or parked item": "Reenviar todos os itens com falha ou estacionados",

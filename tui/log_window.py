@@ -57,7 +57,9 @@ class LogWindow:
     def prepend_live(self, rows: Iterable[LogRow]) -> int:
         """Adds live rows (already filtered) at the top when at the head; returns how many were shown."""
         head = self.head_id
-        fresh = sorted((row for row in rows if head is None or row.id > head), key=lambda r: r.id, reverse=True)
+        fresh = sorted(
+            (row for row in rows if head is None or row.id > head), key=lambda r: r.id, reverse=True
+        )
         if not fresh:
             return 0
         if not self.at_head:

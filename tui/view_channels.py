@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
@@ -16,7 +18,7 @@ from tui.ui import Ui, localize_bindings
 
 
 class ChannelsView(Vertical):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "sync_selected", "Sync"),
         Binding("a", "sync_all", "Sync all"),
         Binding("p", "toggle_pause", "Pause/resume"),
