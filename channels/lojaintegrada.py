@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from yarl import URL
 
 from channels.base import AuthError, Channel, PermanentError, RateLimited, TransientError
-from channels.http import HttpClient
+from channels.http import Expect, HttpClient
 from channels.models import (
     Address,
     ChannelContext,
@@ -216,7 +216,7 @@ class LojaIntegradaChannel(Channel):
         params: Mapping[str, str | int | float] | None = None,
         json: Any = None,
         data: Mapping[str, str] | None = None,
-        expect: Any = "json",
+        expect: Expect = "json",
     ) -> Any:
         url = path if path.startswith(("/api/", "http://", "https://")) else self.prefix + path
         response = await self.http.request(

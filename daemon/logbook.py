@@ -208,6 +208,8 @@ class LogSink:
         self._full: asyncio.Event | None = None
         self._progress: asyncio.Event | None = None
         self._closing = False
+        self._stopped = False
+        """Set (under the lock) when the writer has quit: later events are counted as dropped."""
 
     # -- the producer side (any thread) --
 
@@ -220,8 +222,7 @@ class LogSink:
     def offer(self, row: Row) -> bool:
         """Queue a row; False (and one more counted drop) when the queue is full or closed."""
         with self._lock:
-            stopped = self._closing and (self._task is None or self._task.done())
-            if stopped or len(self._queue) >= self._capacity:
+            if self._stopped or len(self._queue) >= self._capacity:
                 self._dropped += 1
                 self._dropped_unreported += 1
                 return False
@@ -286,6 +287,7 @@ class LogSink:
         self._full = asyncio.Event()
         self._progress = asyncio.Event()
         self._closing = False
+        self._stopped = False
         self._task = asyncio.create_task(self._run(), name="logbook-writer")
         self._notify()
 
@@ -304,6 +306,10 @@ class LogSink:
         """Drain the queue, stop the writer. Does not close the connection (its owner does)."""
         if self._task is None:
             self._closing = True
+            with self._lock:
+                self._stopped = True
+                self._dropped += len(self._queue)
+                self._queue.clear()
             return
         await self.flush()
         self._closing = True
@@ -319,7 +325,11 @@ class LogSink:
         while True:
             if not self._queue and not self._dropped_unreported:
                 if self._closing:
-                    return
+                    with self._lock:  # atomically with offer(): nothing slips in after the last look
+                        if not self._queue:
+                            self._stopped = True
+                            return
+                    continue
                 self._wake.clear()
                 if not self._queue:
                     await self._wake.wait()
@@ -675,6 +685,20 @@ def configure_logging(
     root.addHandler(_StdlibBridge())
     # aiosqlite logs every statement at debug: through the sink that would feed on itself.
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+
+
+def reset_logging() -> None:
+    """Undo :func:`configure_logging` (tests; a daemon that embeds another)."""
+    _STATE.sink = None
+    _STATE.redaction = RedactionProcessor(_NoRedaction())
+    _STATE.clock = SYSTEM_CLOCK
+    _STATE.min_level = logging.INFO
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _StdlibBridge):
+            root.removeHandler(handler)
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
 
 
 def get_logger(**bound: Any) -> FilteringBoundLogger:

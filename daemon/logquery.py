@@ -98,8 +98,7 @@ async def _id_bounds(
     return lo, hi
 
 
-async def query_logs(
-    conn: aiosqlite.Connection,
+def page_query(
     *,
     channel: str | None = None,
     flow: str | None = None,
@@ -109,20 +108,9 @@ async def query_logs(
     since: datetime | None = None,
     until: datetime | None = None,
     q: str | None = None,
-    cursor: int | None = None,
-    limit: int = 200,
-    time_budget: float = 0.25,
-    first_window: int = 20_000,
-    max_window: int = 400_000,
-) -> LogPage:
-    """One page of the log, newest first: rows with ``id < cursor`` matching every filter given.
-
-    ``level`` is a minimum (``warning`` includes errors); ``q`` is a case-insensitive substring of the
-    event name or its data; ``since``/``until`` are a half-open ts range. ``next_cursor`` is None only
-    when no older row can match.
-    """
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+) -> tuple[str, list[Any]]:
+    """The SQL of one window of a page and its filter parameters; the caller appends
+    ``(id_low_exclusive, id_high_exclusive, limit)``. Written so each filter can use its index."""
     where: list[str] = []
     params: list[Any] = []
     if channel is not None:
@@ -147,7 +135,7 @@ async def query_logs(
         where.append("entity_id = ?")
         params.append(entity_id)
     if since is not None:
-        where.append("+ts >= ?")
+        where.append("+ts >= ?")  # bounded through ids instead (see _id_bounds); no ts index here
         params.append(utc_iso(since))
     if until is not None:
         where.append("+ts < ?")
@@ -156,7 +144,50 @@ async def query_logs(
         where.append("(event LIKE ? ESCAPE '\\' OR data LIKE ? ESCAPE '\\')")
         pattern = _like_pattern(q)
         params.extend([pattern, pattern])
+    sql = (
+        f"SELECT {COLUMNS} FROM sync_log WHERE "
+        + " AND ".join([*where, "id > ?", "id < ?"])
+        + " ORDER BY id DESC LIMIT ?"
+    )
+    return sql, params
 
+
+async def query_logs(
+    conn: aiosqlite.Connection,
+    *,
+    channel: str | None = None,
+    flow: str | None = None,
+    level: str | None = None,
+    entity: str | None = None,
+    entity_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    q: str | None = None,
+    cursor: int | None = None,
+    limit: int = 200,
+    time_budget: float = 0.25,
+    first_window: int = 20_000,
+    max_window: int = 400_000,
+) -> LogPage:
+    """One page of the log, newest first: rows with ``id < cursor`` matching every filter given.
+
+    ``level`` is a minimum (``warning`` includes errors); ``q`` is a substring of the event name or
+    its data (case-insensitive for ASCII); ``since``/``until`` are a half-open ts range. A page may
+    hold fewer than ``limit`` rows when the time budget ran out; ``next_cursor`` is None only when no
+    older row can match.
+    """
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+    sql, params = page_query(
+        channel=channel,
+        flow=flow,
+        level=level,
+        entity=entity,
+        entity_id=entity_id,
+        since=since,
+        until=until,
+        q=q,
+    )
     lo, hi_bound = await _id_bounds(conn, since, until)
     newest = await _scalar(conn, "SELECT max(id) FROM sync_log")
     if newest is None:
@@ -167,11 +198,6 @@ async def query_logs(
     if cursor is not None:
         hi = min(hi, cursor)
 
-    sql = (
-        f"SELECT {COLUMNS} FROM sync_log WHERE "
-        + " AND ".join([*where, "id > ?", "id < ?"])
-        + " ORDER BY id DESC LIMIT ?"
-    )
     found: list[Sequence[Any]] = []
     window = first_window
     started = time.monotonic()

@@ -27,7 +27,7 @@ from tui.dialogs import SkuDialog
 from tui.fmt import Formatter, Now, system_now
 from tui.i18n import Translator, detect_locale
 from tui.screen_help import HelpScreen
-from tui.ui import Ui, localize_bindings
+from tui.ui import Ui, localize_bindings, spawn
 from tui.view_channels import ChannelsView, is_paused
 from tui.view_log import LogView
 from tui.view_problems import ProblemsView
@@ -104,7 +104,7 @@ class StoresyncApp(App[int]):
 
     def on_mount(self) -> None:
         self._show_link()
-        self.run_worker(self.connection.run(), name="connection", group="connection", exclusive=True)
+        spawn(self, self.connection.run, group="connection", exclusive=True)
         self.set_interval(self._tick_seconds, self._tick)
         self.channels_view.table.focus()
 
@@ -197,12 +197,12 @@ class StoresyncApp(App[int]):
     def action_push_stock(self) -> None:
         def chosen(sku: str | None) -> None:
             if sku:
-                self.run_worker(self.controls.push_stock(sku), group="actions")
+                spawn(self, partial(self.controls.push_stock, sku), group="actions")
 
         self.push_screen(SkuDialog(self.ui), chosen)
 
     def action_reload_settings(self) -> None:
-        self.run_worker(self.controls.reload(), group="actions")
+        spawn(self, self.controls.reload, group="actions")
 
     def action_reconnect(self) -> None:
         self.connection.kick()
@@ -263,7 +263,7 @@ class StoresyncApp(App[int]):
         self, action: Callable[[T], Awaitable[ActionResult | None]], argument: T
     ) -> Callable[[], object]:
         """A palette callback that runs one control action in the background."""
-        return lambda: self.run_worker(action(argument), group="actions")
+        return lambda: spawn(self, partial(action, argument), group="actions")
 
     def _targets(self) -> list[Target]:
         targets: list[Target] = []

@@ -87,12 +87,14 @@ class Connection:
         *,
         backoff: Backoff | None = None,
         poll_interval: float = 3.0,
+        healthy_after: float = 10.0,
     ) -> None:
         self.socket_path = socket_path
         self._factory = client_factory
         self._listener = listener
         self._backoff = backoff or Backoff()
         self._poll_interval = poll_interval
+        self._healthy_after = healthy_after
         self._kick = asyncio.Event()
         self.last_log_id: int | None = None
         """Highest log id delivered; the stream resumes after it, so nothing is missed or repeated."""
@@ -139,24 +141,28 @@ class Connection:
             await self._wait(self._backoff.delay(failures - 1))
 
     async def _follow(self, client: ControlClient) -> bool:
-        """Reads the stream until it ends or breaks; True if anything arrived (the link was healthy)."""
-        received = False
+        """Reads the stream until it ends or breaks; True if it stayed up long enough to call healthy.
+
+        A stream that keeps dying at once (a daemon that cannot serve it) must not be retried in a
+        tight loop: only a stream that lasted resets the backoff.
+        """
+        loop = asyncio.get_running_loop()
+        opened = loop.time()
         # With heartbeats the client notices a silent, dead link (ControlTimeout) instead of waiting forever.
         events = client.events(after=self.last_log_id, heartbeats=True)
         try:
             async for event in events:
-                received = True
                 self._handle(event)
         except asyncio.CancelledError:
             raise
-        except Exception:  # the caller checks /status to tell "daemon gone" from "stream broke"
-            return received
+        except Exception:  # noqa: S110 - the caller asks /status to tell "daemon gone" from "stream broke"
+            pass
         finally:
             close = getattr(events, "aclose", None)
             if close is not None:
                 with contextlib.suppress(Exception):
                     await close()
-        return received
+        return loop.time() - opened >= self._healthy_after
 
     def _handle(self, event: Event) -> None:
         seen = self.last_log_id

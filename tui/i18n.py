@@ -78,6 +78,10 @@ _PT: dict[str, str] = {
     "Refresh": "Atualizar",
     "Close": "Fechar",
     "Reconnect": "Reconectar",
+    # Textual's own app bindings (hidden from the footer, shown in the keys panel)
+    "Focus Next": "Próximo campo",
+    "Focus Previous": "Campo anterior",
+    "Copy selected text": "Copiar texto selecionado",
     # actions, outcomes
     "Sync now: everything": "Sincronizar agora: tudo",
     "Sync now: {target}": "Sincronizar agora: {target}",
@@ -152,10 +156,13 @@ _PT: dict[str, str] = {
     "parked": "estacionado",
     "pending": "pendente",
     "sent": "enviado",
-    "Outbox: {failed} failed, {parked} parked · Import failures: {imports} · Never integrated: {never}": (
-        "Fila: {failed} com falha, {parked} estacionados · Falhas de importação: {imports}"
-        " · Nunca integrados: {never}"
+    "Outbox: {failed} failed, {parked} parked · Import: {imports} · Never integrated: {never}": (
+        "Fila: {failed} com falha, {parked} estacionados · Importação: {imports} · Nunca integrados: {never}"
     ),
+    "open": "aberta",
+    "dismissed": "descartada",
+    "resolved": "resolvida",
+    "Channel/flow": "Canal/fluxo",
     "No problems.": "Nenhum problema.",
     "Could not load problems: {error}": "Não foi possível carregar os problemas: {error}",
     "Retry all failed and parked outbox items?": "Reenviar todos os itens com falha e estacionados?",

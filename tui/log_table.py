@@ -17,11 +17,10 @@ from tui.ui import LEVEL_TONES, Ui
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("ts", "Time", 11),
     ("level", "Level", 8),
-    ("channel", "Channel", 10),
-    ("flow", "Flow", 12),
-    ("event", "Event", 28),
-    ("entity", "Entity", 18),
-    ("data", "Data", 60),
+    ("where", "Channel/flow", 16),
+    ("event", "Event", 22),
+    ("entity", "Entity", 14),
+    ("data", "Data", 80),
 )
 _NEAR_END_ROWS = 3
 
@@ -86,11 +85,11 @@ class LogTable(DataTable[Text]):
         entity = row.entity or ""
         if row.entity_id:
             entity = f"{entity}:{row.entity_id}" if entity else row.entity_id
+        where = "/".join(part for part in (row.channel, row.flow) if part)
         return [
             Text(self.ui.fmt.clock(row.ts), no_wrap=True),
             self.ui.toned(row.level, tone, self.app),
-            Text(row.channel or "", no_wrap=True),
-            Text(row.flow or "", no_wrap=True),
+            Text(where, no_wrap=True, overflow="ellipsis"),
             Text(row.event, no_wrap=True, overflow="ellipsis"),
             Text(entity, no_wrap=True, overflow="ellipsis"),
             Text(summarize(row), no_wrap=True, overflow="ellipsis"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -80,6 +81,22 @@ def localize_bindings(node: DOMNode, tr: Translator) -> None:
     table = node._bindings.key_to_bindings
     for key, bindings in table.items():
         table[key] = [replace(b, description=tr(b.description)) if b.description else b for b in bindings]
+
+
+def spawn(
+    node: DOMNode, work: Callable[[], Awaitable[object]], *, group: str, exclusive: bool = False
+) -> None:
+    """Runs ``work`` as a worker of ``node``.
+
+    A coroutine *function* rather than a coroutine: a worker cancelled before it starts (exclusive
+    groups, shutdown) then leaves no never-awaited coroutine behind.
+    """
+
+    async def run() -> None:
+        await work()
+
+    # Textual's run_worker overloads resolve ResultType to Never for coroutine functions under mypy.
+    node.run_worker(run, group=group, exclusive=exclusive)  # type: ignore[arg-type]
 
 
 def one_line(text: str | None, limit: int = 200) -> str:

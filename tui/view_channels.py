@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
@@ -14,7 +15,7 @@ from daemon.controlapi.wire import DaemonStatus
 from tui.channel_table import ChannelTable, Target
 from tui.controls import Controls
 from tui.rates import RatesPanel
-from tui.ui import Ui, localize_bindings
+from tui.ui import Ui, localize_bindings, spawn
 
 
 class ChannelsView(Vertical):
@@ -97,19 +98,19 @@ class ChannelsView(Vertical):
     def action_sync_selected(self) -> None:
         target = self._selected_or_warn()
         if target is not None:
-            self.run_worker(self.controls.sync(target), group="actions")
+            spawn(self, partial(self.controls.sync, target), group="actions")
 
     def action_sync_all(self) -> None:
-        self.run_worker(self.controls.sync(None), group="actions")
+        spawn(self, partial(self.controls.sync, None), group="actions")
 
     def action_toggle_pause(self) -> None:
         target = self._selected_or_warn()
         if target is None or self.status is None:
             return
         if is_paused(self.status, target):
-            self.run_worker(self.controls.resume(target), group="actions")
+            spawn(self, partial(self.controls.resume, target), group="actions")
         else:
-            self.run_worker(self.controls.pause(target), group="actions")
+            spawn(self, partial(self.controls.pause, target), group="actions")
 
 
 def is_paused(status: DaemonStatus, target: Target) -> bool:

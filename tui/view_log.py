@@ -7,6 +7,7 @@ small one. Live rows are buffered and drawn a few times a second, not once each.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -22,7 +23,7 @@ from tui.dialog_filter import FilterDialog
 from tui.log_filter import LogFilter
 from tui.log_table import LogTable
 from tui.log_window import LogWindow
-from tui.ui import Ui, localize_bindings
+from tui.ui import Ui, localize_bindings, spawn
 
 PAGE_SIZE = 200
 WINDOW_ROWS = 500
@@ -82,7 +83,7 @@ class LogView(Vertical):
         self._generation += 1
         self.loading = True
         self._show_status()
-        self.run_worker(self._load_head(self._generation), group="log-load", exclusive=True)
+        spawn(self, partial(self._load_head, self._generation), group="log-load", exclusive=True)
 
     async def _load_head(self, generation: int) -> None:
         query = self.filter.query()
@@ -103,7 +104,7 @@ class LogView(Vertical):
             return
         self.loading = True
         self._show_status()
-        self.run_worker(self._load_older(self._generation), group="log-load", exclusive=False)
+        spawn(self, partial(self._load_older, self._generation), group="log-load", exclusive=False)
 
     async def _load_older(self, generation: int) -> None:
         query = self.filter.query()

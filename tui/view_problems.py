@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
@@ -21,7 +22,7 @@ from tui.channel_table import Target
 from tui.connection import Connection, describe_error
 from tui.controls import Controls
 from tui.dialogs import ConfirmDialog
-from tui.ui import Tone, Ui, localize_bindings, one_line
+from tui.ui import Tone, Ui, localize_bindings, one_line, spawn
 
 COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("kind", "Kind", 16),
@@ -105,7 +106,7 @@ class ProblemsView(Vertical):
     # loading -------------------------------------------------------------------------------------------
 
     def refresh_problems(self) -> None:
-        self.run_worker(self._load(), group="problems-load", exclusive=True)
+        spawn(self, self._load, group="problems-load", exclusive=True)
 
     async def _load(self) -> None:
         try:
@@ -140,8 +141,7 @@ class ProblemsView(Vertical):
         parked = sum(1 for i in problems.outbox if i.state == "parked")
         imports, never = len(problems.import_failures), len(problems.never_integrated)
         text = self.ui.tr(
-            "Outbox: {failed} failed, {parked} parked · Import failures: {imports}"
-            " · Never integrated: {never}",
+            "Outbox: {failed} failed, {parked} parked · Import: {imports} · Never integrated: {never}",
             failed=failed,
             parked=parked,
             imports=imports,
@@ -201,18 +201,18 @@ class ProblemsView(Vertical):
             return
         item = problem.item
         if isinstance(item, OutboxItem):
-            self.run_worker(self.controls.retry_outbox([item.id]), group="actions")
+            spawn(self, partial(self.controls.retry_outbox, [item.id]), group="actions")
         elif isinstance(item, ImportFailure):
             # Import failures are retried on the pull flow's next pass: run that pass now.
             flow = PULL_FLOW_OF_ENTITY.get(item.entity, f"{item.entity}s")
-            self.run_worker(self.controls.sync(Target(item.channel, flow)), group="actions")
+            spawn(self, partial(self.controls.sync, Target(item.channel, flow)), group="actions")
         else:
-            self.run_worker(self.controls.sync(Target(item.channel, "products")), group="actions")
+            spawn(self, partial(self.controls.sync, Target(item.channel, "products")), group="actions")
 
     def action_retry_all(self) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_worker(self.controls.retry_outbox(None), group="actions")
+                spawn(self, partial(self.controls.retry_outbox, None), group="actions")
 
         self.app.push_screen(
             ConfirmDialog(self.ui, self.ui.tr("Retry all failed and parked outbox items?")), answered
@@ -223,4 +223,4 @@ class ProblemsView(Vertical):
         if problem is None or not isinstance(problem.item, ImportFailure):
             self.notify(self.ui.tr("Only import failures can be dismissed."), severity="warning")
             return
-        self.run_worker(self.controls.dismiss_import_failure(problem.item.id), group="actions")
+        spawn(self, partial(self.controls.dismiss_import_failure, problem.item.id), group="actions")

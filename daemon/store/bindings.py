@@ -21,9 +21,7 @@ def _check(entity: str) -> None:
         raise InvalidData(f"binding entity must be one of {sorted(ENTITIES)}, not {entity!r}")
 
 
-async def get_binding(
-    conn: aiosqlite.Connection, channel: str, entity: Entity, local_id: int
-) -> str | None:
+async def get_binding(conn: aiosqlite.Connection, channel: str, entity: Entity, local_id: int) -> str | None:
     rows = list(
         await conn.execute_fetchall(
             "SELECT remote_id FROM bindings WHERE channel = ? AND entity = ? AND local_id = ?",
@@ -102,9 +100,7 @@ async def set_bindings(
         raise BindingConflict(f"channel {channel!r}: {entity} bindings conflict: {exc}") from exc
 
 
-async def delete_binding(
-    conn: aiosqlite.Connection, channel: str, entity: Entity, local_id: int
-) -> bool:
+async def delete_binding(conn: aiosqlite.Connection, channel: str, entity: Entity, local_id: int) -> bool:
     """Unlink; True when there was a binding. The next product push creates a new remote record."""
     async with write_lock(conn):
         cursor = await conn.execute(

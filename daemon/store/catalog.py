@@ -29,6 +29,7 @@ __all__ = [
     "Product",
     "RowError",
     "UpsertResult",
+    "check_gtin",
     "find_product",
     "find_products",
     "get_product",
@@ -147,7 +148,7 @@ async def upsert_product(
     if not name.strip():
         raise InvalidData(f"{sku}: name must not be empty")
     if ean:
-        ean = _check_gtin(ean.strip())
+        ean = check_gtin(ean.strip())
     if weight_kg is not None and (not Decimal(weight_kg).is_finite() or weight_kg < 0):
         raise InvalidData(f"{sku}: weight_kg must be >= 0, got {weight_kg}")
     values: dict[str, Any] = {
@@ -208,7 +209,9 @@ async def set_kit_components(
     wanted: dict[int, int] = {}
     for component_id, quantity in components:
         if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
-            raise InvalidData(f"kit {kit_id}: quantity of component {component_id} must be a whole number > 0")
+            raise InvalidData(
+                f"kit {kit_id}: quantity of component {component_id} must be a whole number > 0"
+            )
         if component_id == kit_id:
             raise InvalidData(f"kit {kit_id} cannot contain itself")
         if component_id in wanted:
@@ -503,12 +506,17 @@ def _cross_check(
         sale = row.price.get("sale_price")
         if sale is not None and list_price is not None and sale > list_price:
             problems.append(
-                RowError(row.line, "sale_price", f"sale_price {sale} is above list_price {list_price}", row.sku)
+                RowError(
+                    row.line, "sale_price", f"sale_price {sale} is above list_price {list_price}", row.sku
+                )
             )
         if row.warehouse is not None and row.warehouse not in warehouses:
             problems.append(
                 RowError(
-                    row.line, "warehouse", f"unknown warehouse {row.warehouse!r} (known: {sorted(warehouses)})", row.sku
+                    row.line,
+                    "warehouse",
+                    f"unknown warehouse {row.warehouse!r} (known: {sorted(warehouses)})",
+                    row.sku,
                 )
             )
         if problems:
@@ -519,7 +527,9 @@ def _cross_check(
     return good
 
 
-def _merged_price(row: _Row, current: prices_repo.PriceRow | None) -> tuple[str, str | None, str | None] | None:
+def _merged_price(
+    row: _Row, current: prices_repo.PriceRow | None
+) -> tuple[str, str | None, str | None] | None:
     """The prices row after this CSV row (empty cells keep what is there), or None to leave it."""
     if not any(v is not None for v in row.price.values()):
         return None
@@ -589,12 +599,12 @@ def _ean_cell(text: str) -> str | None:
     if not text or text.upper() in {"SEM GTIN", "SEM EAN"}:
         return None
     try:
-        return _check_gtin(text)
+        return check_gtin(text)
     except InvalidData as exc:
         raise _CellError(str(exc)) from None
 
 
-def _check_gtin(text: str) -> str:
+def check_gtin(text: str) -> str:
     """EAN-8/UPC-12/EAN-13/GTIN-14 with a correct check digit."""
     digits = text.strip()
     if not digits.isdigit() or len(digits) not in (8, 12, 13, 14):

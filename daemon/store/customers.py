@@ -21,22 +21,12 @@ class Customer:
     phone: str | None
 
 
-def mask_document(text: str) -> str:
-    """Enough to recognise a document in a message without spreading it (LGPD)."""
-    digits = "".join(c for c in text if c.isalnum())
-    if len(digits) <= 4:
-        return "*" * len(digits)
-    return "*" * (len(digits) - 4) + digits[-4:]
-
-
 def normalise_document(document: str, *, who: str = "customer") -> str:
     """The stored form of a CPF/CNPJ; raises InvalidCustomerDocument naming the problem."""
     try:
         return validate_document(document)
     except ValueError as exc:
-        raise InvalidCustomerDocument(
-            f"{who}: document {mask_document(document)} is not a valid CPF/CNPJ ({exc})"
-        ) from exc
+        raise InvalidCustomerDocument(f"{who}: invalid CPF/CNPJ: {exc}") from exc
 
 
 async def find_or_create_customer(conn: aiosqlite.Connection, customer: RemoteCustomer) -> int:
@@ -49,9 +39,7 @@ async def find_or_create_customer(conn: aiosqlite.Connection, customer: RemoteCu
     phone = (customer.phone or "").strip() or None
     name = customer.name.strip() or (email or "(sem nome)")
     raw_document = (customer.document or "").strip()
-    document = (
-        normalise_document(raw_document, who=f"customer {name!r}") if raw_document else None
-    )
+    document = normalise_document(raw_document, who=f"customer {name!r}") if raw_document else None
     async with transaction(conn):
         found: list[aiosqlite.Row] = []
         if document is not None:

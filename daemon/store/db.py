@@ -14,7 +14,7 @@ import re
 import sqlite3
 import weakref
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -85,15 +85,11 @@ async def open_log_db(path: str | os.PathLike[str]) -> aiosqlite.Connection:
 def _check_state_dir(db_path: Path) -> None:
     directory = db_path.parent
     if not directory.exists():
-        raise StateDirError(
-            f"state directory {directory} does not exist; create it or set daemon.state_dir"
-        )
+        raise StateDirError(f"state directory {directory} does not exist; create it or set daemon.state_dir")
     if not directory.is_dir():
         raise StateDirError(f"state directory {directory} is not a directory")
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise StateDirError(
-            f"state directory {directory} is not writable by this user (uid {os.getuid()})"
-        )
+        raise StateDirError(f"state directory {directory} is not writable by this user (uid {os.getuid()})")
     if db_path.exists() and not db_path.is_file():
         raise NotADatabaseError(f"{db_path} exists but is not a file")
 
@@ -244,24 +240,31 @@ def _tx_state(conn: aiosqlite.Connection) -> _TxState:
     return state
 
 
+def _held_by_caller(conn: aiosqlite.Connection, state: _TxState) -> bool:
+    """True when the current task is inside a transaction on ``conn``: one it opened here, or one
+    opened outside this module (``BEGIN`` by hand, e.g. daemon.statedb), which is taken to be the
+    caller's own."""
+    task = asyncio.current_task()
+    if state.owner is not None:
+        return task is not None and state.owner is task
+    return conn.in_transaction
+
+
 def in_own_transaction(conn: aiosqlite.Connection) -> bool:
     """True when the current task holds an open transaction on ``conn``."""
-    state = _TX.get(conn)
-    task = asyncio.current_task()
-    return state is not None and task is not None and state.owner is task
+    return _held_by_caller(conn, _tx_state(conn))
 
 
 @asynccontextmanager
 async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
     """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (cancellation included).
 
-    Inside a transaction the same task already holds, this is a SAVEPOINT: an inner failure rolls
-    back only the inner work (one bad order does not lose the rest of the page), and the outer
-    transaction decides the commit.
+    Inside a transaction the same task already holds (or one begun outside this module), this is a
+    SAVEPOINT: an inner failure rolls back only the inner work (one bad order does not lose the
+    rest of the page), and the outer transaction decides the commit.
     """
     state = _tx_state(conn)
-    task = asyncio.current_task()
-    if task is not None and state.owner is task:
+    if _held_by_caller(conn, state):
         state.depth += 1
         name = f"sp_{state.depth}"
         await conn.execute(f"SAVEPOINT {name}")
@@ -279,7 +282,7 @@ async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Con
 
     async with state.lock:
         await conn.execute("BEGIN IMMEDIATE")
-        state.owner = task
+        state.owner = asyncio.current_task()
         try:
             yield conn
         except BaseException:
@@ -300,8 +303,7 @@ async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Con
 async def write_lock(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
     """For a single write statement: waits for other tasks' transactions, costs no BEGIN/COMMIT."""
     state = _tx_state(conn)
-    task = asyncio.current_task()
-    if task is not None and state.owner is task:
+    if _held_by_caller(conn, state):
         yield conn
         return
     async with state.lock:
@@ -358,10 +360,8 @@ class ChangeWatcher:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            try:
+            with suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +12,7 @@ import aiosqlite
 
 from daemon.clock import utc_iso
 from daemon.store._sql import dumps, parse_stamp
-from daemon.store.db import write_lock
+from daemon.store.db import transaction, write_lock
 
 MAX_ERROR_CHARS = 2000
 
@@ -67,12 +68,10 @@ async def resolve(conn: aiosqlite.Connection, channel: str, entity: str, remote_
     return cur.rowcount > 0
 
 
-async def resolve_many(
-    conn: aiosqlite.Connection, channel: str, entity: str, remote_ids: list[str]
-) -> int:
+async def resolve_many(conn: aiosqlite.Connection, channel: str, entity: str, remote_ids: list[str]) -> int:
     if not remote_ids:
         return 0
-    async with write_lock(conn):
+    async with transaction(conn):
         cur = await conn.executemany(
             "UPDATE import_failures SET state = 'resolved' "
             "WHERE channel = ? AND entity = ? AND remote_id = ? AND state = 'open'",
@@ -135,10 +134,8 @@ async def count_open(conn: aiosqlite.Connection) -> dict[tuple[str, str], int]:
 def _failure(r: aiosqlite.Row) -> ImportFailure:
     raw: Any = r["raw"]
     if isinstance(raw, str):
-        try:
+        with contextlib.suppress(ValueError):
             raw = json.loads(raw)
-        except ValueError:
-            pass
     return ImportFailure(
         id=int(r["id"]),
         channel=r["channel"],

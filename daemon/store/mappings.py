@@ -69,8 +69,7 @@ async def load_table(conn: aiosqlite.Connection, channel: str) -> MappingTable:
 async def to_remote(conn: aiosqlite.Connection, channel: str, kind: str, local: str) -> str | None:
     rows = list(
         await conn.execute_fetchall(
-            "SELECT remote FROM mappings WHERE channel = ? AND kind = ? AND local = ? "
-            "ORDER BY rowid LIMIT 1",
+            "SELECT remote FROM mappings WHERE channel = ? AND kind = ? AND local = ? ORDER BY rowid LIMIT 1",
             (channel, kind, local),
         )
     )

@@ -31,7 +31,7 @@ from daemon.store import catalog
 from daemon.store import mappings as mappings_repo
 from daemon.store import stock as stock_repo
 from daemon.store._documents import is_valid_nfe_key
-from daemon.store._sql import IN_JSON, decimal_text, dumps, json_list, parse_stamp, stamp
+from daemon.store._sql import IN_JSON, NOW_SQL, decimal_text, dumps, json_list, parse_stamp, stamp
 from daemon.store.customers import find_or_create_customer
 from daemon.store.db import transaction
 from daemon.store.errors import (
@@ -141,7 +141,9 @@ async def _create(
                 decimal_text(order.discount),
                 initial_state,
                 f"{channel} #{order.number}",
-                None if order.shipping_address is None else dumps(order.shipping_address.model_dump(mode="json")),
+                None
+                if order.shipping_address is None
+                else dumps(order.shipping_address.model_dump(mode="json")),
                 dumps(order.raw),
                 utc_iso(order.created_at),
                 utc_iso(order.updated_at),
@@ -156,7 +158,14 @@ async def _create(
         "INSERT INTO order_items (order_id, product_id, sku, name, quantity, unit_price) "
         "VALUES (?, ?, ?, ?, ?, ?)",
         [
-            (order_id, pid, item.sku or item.ean or item.remote_product_id or "", item.name, qty, decimal_text(item.unit_price))
+            (
+                order_id,
+                pid,
+                item.sku or item.ean or item.remote_product_id or "",
+                item.name,
+                qty,
+                decimal_text(item.unit_price),
+            )
             for item, pid, qty in zip(order.items, product_ids, quantities, strict=True)
         ],
     )
@@ -251,6 +260,7 @@ async def _resolve_items(
         raise OrderImportError(f"{label}: {exc}") from exc
     result: list[int] = []
     created: list[str] = []
+    made: dict[str, int] = {}  # the same unknown SKU twice in one order creates one product
     for item in items:
         pid = bound.get(item.remote_product_id or "")
         value = _link_value(item, link_by)
@@ -263,12 +273,12 @@ async def _resolve_items(
                     + (f" {value!r}" if value and link_by != "sku" else "")
                     + "; create or link the product, or turn on create_missing_products"
                 )
-            pid = await _create_product(conn, channel, label, item, link_by)
-            created.append(item.sku or item.ean or "")
-            if value is not None:
-                linked[value] = catalog.Product(
-                    pid, "", None, None, "", "", None, True, False, True, False, None, None
-                )
+            pid = made.get(value or "")
+            if pid is None:
+                pid = await _create_product(conn, channel, label, item, link_by)
+                created.append(item.sku or item.ean or "")
+                if value is not None:
+                    made[value] = pid
         result.append(pid)
     return result, created
 
@@ -289,7 +299,7 @@ async def _create_product(
     ean = (item.ean or "").strip() or None
     if ean is not None:
         try:
-            ean = catalog._check_gtin(ean)
+            ean = catalog.check_gtin(ean)
         except InvalidData:
             ean = None  # a channel's bad EAN must not stop the order; the product can be fixed later
     rows = list(
@@ -301,7 +311,8 @@ async def _create_product(
     pid = int(rows[0]["id"])
     if item.remote_product_id:
         await conn.execute(
-            "INSERT OR IGNORE INTO bindings (channel, entity, local_id, remote_id) VALUES (?, 'product', ?, ?)",
+            "INSERT OR IGNORE INTO bindings (channel, entity, local_id, remote_id) "
+            "VALUES (?, 'product', ?, ?)",
             (channel, pid, item.remote_product_id),
         )
     return pid
@@ -314,19 +325,30 @@ async def _merge_shipments(
     table: mappings_repo.MappingTable,
     now: datetime,
 ) -> bool:
-    """Shipments the channel reports, matched by remote id; their tracking codes are marked as
-    already on the channel, so they are never pushed back."""
+    """Shipments the channel reports, matched by remote id (or, without one, by tracking code);
+    their tracking codes are marked as already on the channel, so they are never pushed back."""
     if not remote:
         return False
-    rows = await conn.execute_fetchall(
-        "SELECT id, remote_id, tracking_code, remote_tracking_code FROM shipments WHERE order_id = ?",
-        (order_id,),
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT id, remote_id, tracking_code, remote_tracking_code FROM shipments "
+            "WHERE order_id = ? ORDER BY id",
+            (order_id,),
+        )
     )
     by_remote = {str(r["remote_id"]): r for r in rows if r["remote_id"] is not None}
+    by_code = {str(code): r for r in rows for code in (r["tracking_code"], r["remote_tracking_code"]) if code}
     changed = False
     for shipment in remote:
-        carrier = None if shipment.carrier is None else (table.to_local("carrier", shipment.carrier) or shipment.carrier)
-        existing = by_remote.get(shipment.remote_id or "") if shipment.remote_id else None
+        carrier = (
+            None
+            if shipment.carrier is None
+            else (table.to_local("carrier", shipment.carrier) or shipment.carrier)
+        )
+        if shipment.remote_id:
+            existing = by_remote.get(shipment.remote_id)
+        else:
+            existing = by_code.get(shipment.tracking_code or "")
         if existing is None:
             if shipment.remote_id is None and not shipment.tracking_code:
                 continue
@@ -443,13 +465,18 @@ async def set_local_status(
             return False
         warehouse = sale_warehouse or row["sale_warehouse"]
         await conn.execute(
-            "UPDATE orders SET status = ?, updated_at = COALESCE(?, strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now')) "
-            "WHERE id = ?",
+            f"UPDATE orders SET status = ?, updated_at = COALESCE(?, {NOW_SQL}) WHERE id = ?",
             (status, stamp(now), order_id),
         )
         try:
             await _apply_stock_rule(
-                conn, order_id, status, row["stock_state"], warehouse, label=f"order {row['number']!r}", now=now
+                conn,
+                order_id,
+                status,
+                row["stock_state"],
+                warehouse,
+                label=f"order {row['number']!r}",
+                now=now,
             )
         except OrderImportError as exc:
             raise InvalidData(str(exc)) from exc
@@ -549,9 +576,7 @@ async def add_invoice(
         )
         if rows:
             if int(rows[0]["order_id"]) != order_id:
-                raise InvalidData(
-                    f"NF-e ...{key[-6:]} is already attached to order id {rows[0]['order_id']}"
-                )
+                raise InvalidData(f"NF-e ...{key[-6:]} is already attached to order id {rows[0]['order_id']}")
             return int(rows[0]["id"])
         rows = list(
             await conn.execute_fetchall(
@@ -672,9 +697,7 @@ class OrderUpdateData:
 
     def nothing_to_push(self, table: mappings_repo.MappingTable) -> bool:
         return (
-            self.status_to_push(table) is None
-            and self.invoice_to_push is None
-            and not self.tracking_to_push
+            self.status_to_push(table) is None and self.invoice_to_push is None and not self.tracking_to_push
         )
 
 
@@ -826,7 +849,9 @@ async def get_order(conn: aiosqlite.Connection, order_id: int) -> OrderRecord | 
         stock_state=r["stock_state"],
         sale_warehouse=r["sale_warehouse"],
         items=tuple(
-            OrderItemRecord(int(i["product_id"]), i["sku"], i["name"], int(i["quantity"]), Decimal(i["unit_price"]))
+            OrderItemRecord(
+                int(i["product_id"]), i["sku"], i["name"], int(i["quantity"]), Decimal(i["unit_price"])
+            )
             for i in items
         ),
     )

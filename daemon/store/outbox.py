@@ -110,7 +110,7 @@ async def mark_sent(conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: 
     """Settle pushed rows; returns how many were settled (the rest changed meanwhile: still pending)."""
     if not rows:
         return 0
-    async with write_lock(conn):
+    async with transaction(conn):  # one commit for the batch, not one per row
         cursor = await conn.executemany(
             "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = 0, last_error = NULL "
             "WHERE id = ? AND version = ?",
@@ -124,7 +124,7 @@ def backoff_delay(
 ) -> float:
     """Exponential backoff with 'equal jitter': between half and all of base * 2^(attempts-1)."""
     ceiling = min(maximum, base * (2 ** max(0, attempts - 1)))
-    return ceiling / 2 + rng() * ceiling / 2
+    return float(ceiling / 2 + rng() * ceiling / 2)
 
 
 async def mark_failed(
@@ -141,18 +141,10 @@ async def mark_failed(
 ) -> str:
     """Record a failed push: 'failed' with a retry time, 'parked' past the bound (or when not
     retryable), or 'superseded' when a newer change arrived meanwhile (the row stays pending)."""
-    states = await mark_failed_many(
-        conn,
-        [(row, error)],
-        now,
-        max_attempts=max_attempts,
-        backoff_base=backoff_base,
-        backoff_max=backoff_max,
-        rng=rng,
-        retryable=retryable,
-        _report_superseded=True,
-    )
-    return states[row.id]
+    state, params = _failure(row, error, now, max_attempts, backoff_base, backoff_max, rng, retryable)
+    async with write_lock(conn):
+        cursor = await conn.execute(_FAIL_SQL, params)
+    return state if cursor.rowcount > 0 else "superseded"
 
 
 async def mark_failed_many(
@@ -165,41 +157,45 @@ async def mark_failed_many(
     backoff_max: float = 3600.0,
     rng: Callable[[], float] = random.random,
     retryable: bool = True,
-    _report_superseded: bool = False,
 ) -> dict[int, str]:
-    """Many failures in one statement; returns the state each row was given (by outbox id).
+    """Many failures in one transaction; returns the state each row was given (by outbox id).
 
     A row whose version moved on is left pending; with many rows that is not reported per row.
     """
-    params: list[tuple[object, ...]] = []
     result: dict[int, str] = {}
+    params: list[tuple[object, ...]] = []
     for row, error in failures:
-        attempts = row.attempts + 1
-        parked = not retryable or attempts >= max_attempts
-        delay = 0.0 if parked else backoff_delay(attempts, backoff_base, backoff_max, rng)
-        state = "parked" if parked else "failed"
+        state, row_params = _failure(row, error, now, max_attempts, backoff_base, backoff_max, rng, retryable)
         result[row.id] = state
-        params.append(
-            (
-                state,
-                attempts,
-                utc_iso(now + timedelta(seconds=delay)),
-                error[:MAX_ERROR_CHARS],
-                row.id,
-                row.version,
-            )
-        )
-    if not params:
-        return result
-    async with write_lock(conn):
-        cursor = await conn.executemany(
-            "UPDATE outbox SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ? "
-            "WHERE id = ? AND version = ?",
-            params,
-        )
-    if _report_superseded and cursor.rowcount == 0:
-        return dict.fromkeys(result, "superseded")
+        params.append(row_params)
+    if params:
+        async with transaction(conn):
+            await conn.executemany(_FAIL_SQL, params)
     return result
+
+
+_FAIL_SQL = (
+    "UPDATE outbox SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ? "
+    "WHERE id = ? AND version = ?"
+)
+
+
+def _failure(
+    row: OutboxRow,
+    error: str,
+    now: datetime,
+    max_attempts: int,
+    backoff_base: float,
+    backoff_max: float,
+    rng: Callable[[], float],
+    retryable: bool,
+) -> tuple[str, tuple[object, ...]]:
+    attempts = row.attempts + 1
+    parked = not retryable or attempts >= max_attempts
+    delay = 0.0 if parked else backoff_delay(attempts, backoff_base, backoff_max, rng)
+    state = "parked" if parked else "failed"
+    due = utc_iso(now + timedelta(seconds=delay))
+    return state, (state, attempts, due, error[:MAX_ERROR_CHARS], row.id, row.version)
 
 
 async def retry(
@@ -247,7 +243,7 @@ async def enqueue(
     if channel is None:
         sql = (
             "INSERT INTO outbox (channel, entity, entity_id) "
-            f"SELECT c.name, ?, j.value FROM channels c, json_each(?) j WHERE c.enabled"
+            "SELECT c.name, ?, j.value FROM channels c, json_each(?) j WHERE c.enabled"
         )
         params: tuple[object, ...] = (entity, ids)
     else:
@@ -380,8 +376,7 @@ async def pushed_values(
 ) -> dict[int, PushedValue]:
     """The last pushed values of many entities (e.g. to skip re-sending an unchanged balance)."""
     rows = await conn.execute_fetchall(
-        "SELECT * FROM pushed_values WHERE channel = ? AND entity = ? "
-        f"AND entity_id IN {IN_JSON}",
+        f"SELECT * FROM pushed_values WHERE channel = ? AND entity = ? AND entity_id IN {IN_JSON}",
         (channel, entity, json_list(entity_ids)),
     )
     return {int(r["entity_id"]): _pushed(r) for r in rows}

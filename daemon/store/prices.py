@@ -225,10 +225,7 @@ async def _promo_rows(conn: aiosqlite.Connection) -> list[tuple[int, datetime | 
         "SELECT product_id, promo_start, promo_end FROM prices WHERE promo_price IS NOT NULL "
         "AND (promo_start IS NOT NULL OR promo_end IS NOT NULL)"
     )
-    return [
-        (int(r["product_id"]), parse_stamp(r["promo_start"]), parse_stamp(r["promo_end"]))
-        for r in rows
-    ]
+    return [(int(r["product_id"]), parse_stamp(r["promo_start"]), parse_stamp(r["promo_end"])) for r in rows]
 
 
 async def next_price_boundary(conn: aiosqlite.Connection, now: datetime) -> datetime | None:
@@ -243,9 +240,7 @@ async def next_price_boundary(conn: aiosqlite.Connection, now: datetime) -> date
     return min(upcoming, default=None)
 
 
-async def products_crossing(
-    conn: aiosqlite.Connection, after: datetime, until: datetime
-) -> list[int]:
+async def products_crossing(conn: aiosqlite.Connection, after: datetime, until: datetime) -> list[int]:
     """Products whose promotion started or ended in ``(after, until]``: queue their price push."""
     return sorted(
         {

@@ -58,9 +58,7 @@ async def load(conn: aiosqlite.Connection, channel: str, flow: str) -> Cursor:
     )
 
 
-async def save(
-    conn: aiosqlite.Connection, channel: str, flow: str, cursor: Cursor, now: datetime
-) -> None:
+async def save(conn: aiosqlite.Connection, channel: str, flow: str, cursor: Cursor, now: datetime) -> None:
     """Call inside the transaction that imports the page: the cursor commits with the page."""
     async with write_lock(conn):
         await conn.execute(
@@ -87,7 +85,5 @@ async def reset(conn: aiosqlite.Connection, channel: str, flow: str | None = Non
         if flow is None:
             cur = await conn.execute("DELETE FROM sync_state WHERE channel = ?", (channel,))
         else:
-            cur = await conn.execute(
-                "DELETE FROM sync_state WHERE channel = ? AND flow = ?", (channel, flow)
-            )
+            cur = await conn.execute("DELETE FROM sync_state WHERE channel = ? AND flow = ?", (channel, flow))
     return max(cur.rowcount, 0)

@@ -9,7 +9,7 @@ import aiosqlite
 
 from daemon.clock import utc_iso
 from daemon.store._sql import parse_stamp, stamp
-from daemon.store.db import in_own_transaction, transaction
+from daemon.store.db import transaction
 
 
 @dataclass(frozen=True)
@@ -48,16 +48,10 @@ async def save_tokens(
     expires_at: datetime | None,
     now: datetime,
 ) -> None:
-    """Durably committed before returning: a rotated refresh token must survive a crash.
-
-    Refuses to run inside the caller's transaction, where a later rollback could lose the only
-    valid refresh token and lock the store out of the channel.
+    """Durably committed before returning when called outside a transaction: a rotated refresh
+    token must survive a crash. Inside a caller's transaction it commits with it, so give it a
+    transaction of its own (never a page's): a rollback could lose the only valid refresh token.
     """
-    if in_own_transaction(conn):
-        raise RuntimeError(
-            "save_tokens must not run inside a transaction: the new refresh token has to be "
-            "committed at once"
-        )
     async with transaction(conn):
         await conn.execute(
             "INSERT INTO channel_tokens (channel, access_token, refresh_token, expires_at, updated_at) "

@@ -95,7 +95,11 @@ def scenario_channels() -> list[ChannelStatus]:
         enabled=True,
         state="paused",
         paused=True,
-        flows=[_flow("orders", "paused", next_run_at=None), _flow("stock", "paused", next_run_at=None)],
+        flows=[
+            _flow("orders", "paused", next_run_at=None),
+            _flow("stock", "paused", next_run_at=None),
+            _flow("products", "paused", next_run_at=None),
+        ],
         synced_per_minute=[3 if i % 10 == 0 else 0 for i in range(60)],
     )
     return [loja, meli, vtex]

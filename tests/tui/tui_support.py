@@ -51,3 +51,48 @@ def loaded(app: StoresyncApp) -> bool:
         and app.log_view.loaded
         and app.problems_view.problems is not None
     )
+
+
+def screen_text(app: StoresyncApp) -> str:
+    """The screen as plain text (what a user reads), for assertions on wording and layout."""
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(
+        width=width, height=height, file=io.StringIO(), force_terminal=True, record=True, legacy_windows=False
+    )
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text(styles=False)
+
+
+def toasts(app: StoresyncApp) -> list[tuple[str, str]]:
+    """(severity, text) of each notification on screen (run the app with ``notifications=True``)."""
+    from textual.widgets._toast import Toast
+
+    found: list[tuple[str, str]] = []
+    for toast in app.screen.query(Toast):
+        severity = next(s for s in ("error", "warning", "information") if toast.has_class(f"-{s}"))
+        found.append((severity, toast.render().plain))
+    return found
+
+
+async def wait_for_toast(pilot: Pilot[Any], app: StoresyncApp, text: str) -> tuple[str, str]:
+    """Waits for a notification containing ``text``; returns (severity, full text)."""
+    await wait_until(pilot, lambda: any(text in body for _, body in toasts(app)))
+    return next(t for t in toasts(app) if text in t[1])
+
+
+async def go_to_row(pilot: Pilot[Any], table_id: str, key: str) -> None:
+    """Moves the table's cursor to the row ``key`` with the keyboard, as a user would."""
+    from textual.widgets import DataTable
+
+    table = pilot.app.query_one(f"#{table_id}", DataTable)
+    table.focus()
+    await pilot.press("ctrl+home")
+    for _ in range(table.row_count):
+        if table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == key:
+            return
+        await pilot.press("down")
+    raise AssertionError(f"no row {key!r} in #{table_id}")

@@ -125,3 +125,6 @@ BEGIN
         next_attempt_at = strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'),
         changed_at = strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now');
 END;
+
+-- Reservations are read for every stock push: open orders are few, all orders many.
+CREATE INDEX orders_reserved ON orders(id) WHERE stock_state = 'reserved';
