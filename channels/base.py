@@ -25,6 +25,8 @@ from channels.models import (
     PricePush,
     ProductPush,
     PushResult,
+    RejectedRecord,
+    RemoteOrder,
     StockPush,
 )
 
@@ -81,6 +83,10 @@ class Channel:
         ``page`` is the token a previous call returned for the same ``since``; the flow stores it with
         the committed page so a crash resumes where it stopped.
         """
+        raise NotImplementedError(self._unsupported(FlowName.ORDERS))
+
+    async def fetch_order(self, remote_id: str) -> RemoteOrder | RejectedRecord:
+        """One order by its remote id: retries of parked orders and the completeness audit use it."""
         raise NotImplementedError(self._unsupported(FlowName.ORDERS))
 
     async def push_products(self, batch: Sequence[ProductPush]) -> list[PushResult]:

@@ -13,7 +13,6 @@ import json as jsonlib
 import math
 import random
 import re
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -220,7 +219,7 @@ class HttpClient:
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=context.timeout_seconds)
         self._base = URL(context.base_url)
-        if not self._base.is_absolute():
+        if self._base.scheme not in ("http", "https") or not self._base.host:
             raise ValueError(f"channel {context.name!r}: base_url must be an absolute http(s) URL")
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -262,7 +261,7 @@ class HttpClient:
         self.stats.requests += 1
         self.stats.by_outcome[outcome] = self.stats.by_outcome.get(outcome, 0) + 1
         if self.on_request is not None:
-            self.on_request(RequestEvent(method, path, status, outcome, time.monotonic() - started))
+            self.on_request(RequestEvent(method, path, status, outcome, self.clock.monotonic() - started))
 
     def _error(self, cls: type[ChannelError], message: str, **kwargs: Any) -> ChannelError:
         return cls(self.redact(message), **kwargs)
@@ -313,8 +312,9 @@ class HttpClient:
             except _Throttled as throttled:
                 self.stats.rate_limited += 1
                 wait = throttled.retry_after
+                # Nobody on this channel sends until the platform's window has room again.
+                self.limiter.block_for(wait if wait is not None else self.backoff(attempt))
                 if wait is not None and wait > self.max_retry_after:
-                    self.limiter.block_for(wait)
                     raise self._error(
                         RateLimited,
                         f"{where}: HTTP 429, rate limited for {wait:.0f}s: {throttled.detail}",
@@ -326,7 +326,6 @@ class HttpClient:
                         f"{where}: HTTP 429 after {attempt + 1} attempts: {throttled.detail}",
                         retry_after=wait,
                     ) from None
-                self.limiter.block_for(wait if wait is not None else self.backoff(attempt))
             except _Retry as retry:
                 self.stats.transient_errors += 1
                 if attempt >= self.context.max_retries:
@@ -360,7 +359,7 @@ class HttpClient:
             for key, value in data.items():
                 form.add_field(key, value)
             body = form
-        started = time.monotonic()
+        started = self.clock.monotonic()
         path = url.path
         session = self._get_session()
         status: int | None = None

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import quote
 
 from pydantic import ValidationError
 from yarl import URL
@@ -147,6 +148,11 @@ def _decimal(value: Any, where: str, *, default: Decimal | None = None) -> Decim
     if not number.is_finite():
         raise _Malformed(f"{where}: {value!r} is not a finite number")
     return number
+
+
+def _seg(value: str) -> str:
+    """An id as one path segment: a stray '/' or '?' in a stored id must not change the resource."""
+    return quote(str(value), safe="")
 
 
 def _text(value: Any) -> str | None:
@@ -361,9 +367,12 @@ class LojaIntegradaChannel(Channel):
             return str(offset + count)
         return None
 
+    async def fetch_order(self, remote_id: str) -> RemoteOrder | RejectedRecord:
+        return await self._fetch_order(remote_id)
+
     async def _fetch_order(self, numero: str) -> RemoteOrder | RejectedRecord:
         try:
-            detail = await self._call("GET", f"/pedido/{numero}", Priority.ORDERS)
+            detail = await self._call("GET", f"/pedido/{_seg(numero)}", Priority.ORDERS)
         except PermanentError as exc:
             return RejectedRecord(remote_id=numero, error=str(exc))
         if not isinstance(detail, dict):
@@ -566,14 +575,14 @@ class LojaIntegradaChannel(Channel):
     async def _push_product(self, item: ProductPush) -> PushResult:
         prio = Priority.PRODUCTS
         if item.remote_id:
-            current = await self._call("GET", f"/produto/{item.remote_id}", prio)
+            current = await self._call("GET", f"/produto/{_seg(item.remote_id)}", prio)
             if not isinstance(current, dict):
                 raise TransientError(f"GET {self.prefix}/produto/{item.remote_id}: body is not an object")
             merged = {k: v for k, v in current.items() if k not in _PRODUCT_READ_ONLY}
             merged.update(self._product_fields(item))
             if merged.get("id_externo") in (None, ""):
                 merged["id_externo"] = item.local_id
-            await self._call("PUT", f"/produto/{item.remote_id}", prio, json=merged, expect="none")
+            await self._call("PUT", f"/produto/{_seg(item.remote_id)}", prio, json=merged, expect="none")
             return PushResult.success(item.local_id, item.remote_id)
         body = {**self._product_fields(item), "tipo": "normal", "id_externo": item.local_id}
         try:
@@ -614,7 +623,7 @@ class LojaIntegradaChannel(Channel):
             "situacao_em_estoque": self.stock_in_stock_days,
             "situacao_sem_estoque": self.stock_out_of_stock,
         }
-        await self._call("PUT", f"/produto_estoque/{remote}", Priority.STOCK, json=body, expect="none")
+        await self._call("PUT", f"/produto_estoque/{_seg(remote)}", Priority.STOCK, json=body, expect="none")
         return PushResult.success(item.local_id, remote)
 
     async def push_prices(self, batch: Sequence[PricePush]) -> list[PushResult]:
@@ -630,7 +639,7 @@ class LojaIntegradaChannel(Channel):
             body["promocional"] = _json_number(item.sale_price, as_str)
         else:
             body["promocional"] = None if self.promo_clear == "null" else _json_number(Decimal("0"), as_str)
-        await self._call("PUT", f"/produto_preco/{remote}", Priority.PRICES, json=body, expect="none")
+        await self._call("PUT", f"/produto_preco/{_seg(remote)}", Priority.PRICES, json=body, expect="none")
         return PushResult.success(item.local_id, remote)
 
     # --- order updates ----------------------------------------------------------------------------
@@ -647,7 +656,11 @@ class LojaIntegradaChannel(Channel):
             await self._push_tracking(item.remote_id, item.tracking)
         if item.status is not None:
             await self._call(
-                "PUT", f"/situacao/pedido/{item.remote_id}", prio, json={"codigo": item.status}, expect="none"
+                "PUT",
+                f"/situacao/pedido/{_seg(item.remote_id)}",
+                prio,
+                json={"codigo": item.status},
+                expect="none",
             )
         return PushResult.success(item.local_id, item.remote_id)
 
@@ -658,7 +671,7 @@ class LojaIntegradaChannel(Channel):
             envio = entry.shipment_remote_id
             if not envio:
                 if envio_ids is None:
-                    order = await self._call("GET", f"/pedido/{numero}", prio)
+                    order = await self._call("GET", f"/pedido/{_seg(numero)}", prio)
                     envios = order.get("envios") if isinstance(order, dict) else None
                     envio_ids = [i for i in (_id_from_uri(e) for e in envios or []) if i]
                 if not envio_ids:
@@ -667,7 +680,11 @@ class LojaIntegradaChannel(Channel):
                     )
                 envio = envio_ids[min(index, len(envio_ids) - 1)]
             await self._call(
-                "PUT", f"/pedido_envio/{envio}", prio, json={"objeto": entry.tracking_code}, expect="none"
+                "PUT",
+                f"/pedido_envio/{_seg(envio)}",
+                prio,
+                json={"objeto": entry.tracking_code},
+                expect="none",
             )
 
     async def _push_invoice(self, numero: str, invoice: InvoiceData) -> None:

@@ -397,7 +397,8 @@ class LogSink:
                 if attempt < len(delays):
                     await self._clock.sleep(delays[attempt])
                     continue
-                self._dropped += accepted
+                with self._lock:
+                    self._dropped += accepted
                 structlog.get_logger("storesync.logbook").error(
                     "log_batch_lost",
                     rows=len(batch),
@@ -697,6 +698,7 @@ def reset_logging() -> None:
     for handler in list(root.handlers):
         if isinstance(handler, _StdlibBridge):
             root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
 

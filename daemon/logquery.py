@@ -203,12 +203,17 @@ async def query_logs(
     started = time.monotonic()
     while hi - 1 > lo and len(found) <= limit:
         w_lo = max(lo, hi - 1 - window)
+        window_started = time.monotonic()
         async with conn.execute(sql, [*params, w_lo, hi, limit + 1 - len(found)]) as cur:
             found.extend(await cur.fetchall())
         hi = w_lo + 1
-        window = min(window * 2, max_window)
-        if time.monotonic() - started > time_budget:
+        now = time.monotonic()
+        left = time_budget - (now - started)
+        if left <= 0:
             break
+        # Grow while cheap, but never past what the budget left can scan at the speed just seen.
+        speed = window / max(now - window_started, 1e-6)
+        window = max(first_window // 4, min(window * 2, max_window, int(speed * left / 2)))
     if len(found) > limit:
         rows = [row_from_db(r) for r in found[:limit]]
         return LogPage(rows=rows, next_cursor=rows[-1].id)

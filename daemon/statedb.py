@@ -8,21 +8,19 @@ never happens while the write lock is held.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
 
-from daemon.store.db import open_state_db
+from daemon.store.db import open_state_db, transaction
 
 
 class StateDB:
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, path: Path) -> None:
         self._writer = writer
         self._reader = reader
-        self._lock = asyncio.Lock()
         self.path = path
 
     @classmethod
@@ -38,14 +36,8 @@ class StateDB:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[aiosqlite.Connection]:
         """A committed-or-rolled-back transaction on the writer connection."""
-        async with self._lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._writer
-            except BaseException:
-                await self._writer.rollback()
-                raise
-            await self._writer.commit()
+        async with transaction(self._writer) as conn:
+            yield conn
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[aiosqlite.Connection]:

@@ -15,7 +15,7 @@ from typing import ClassVar, TypeVar
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
-from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
+from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from daemon.controlapi.client import ControlClient
 from daemon.controlapi.wire import ActionResult, DaemonStatus, LogRow
@@ -121,7 +121,7 @@ class StoresyncApp(App[int]):
         return self.query_one(ProblemsView)
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        event.pane.query(DataTable).first().focus()
+        event.pane.query(".main").first().focus()
         if event.pane.id == "problems" and self.link.up:
             self.problems_view.refresh_problems()
 
@@ -167,14 +167,14 @@ class StoresyncApp(App[int]):
             text = tr("connected (no live stream, polling)")
         else:
             reason = tr("the daemon is not running") if info.daemon_down else (info.reason or "")
-            text = tr(
-                "disconnected: {reason} (attempt {attempt}, retrying)", reason=reason, attempt=info.attempt
-            )
+            text = tr("disconnected: {reason} · attempt {attempt}", reason=reason, attempt=info.attempt)
         self.sub_title = text
-        header = self.query(Header)
-        if header:
-            header.first().set_class(info.state is LinkState.DISCONNECTED, "-offline")
-            header.first().set_class(info.state is LinkState.POLLING, "-polling")
+        offline = info.state is LinkState.DISCONNECTED
+        for header in self.query(Header):
+            header.set_class(offline, "-offline")
+            header.set_class(info.state is LinkState.POLLING, "-polling")
+        for tabs in self.query(TabbedContent):
+            tabs.set_class(offline, "-stale")  # what is on screen is the last known state
 
     # actions -------------------------------------------------------------------------------------------
 

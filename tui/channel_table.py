@@ -43,7 +43,7 @@ COLUMNS: tuple[tuple[str, str, int | None], ...] = (
 
 class ChannelTable(DataTable[Text]):
     def __init__(self, ui: Ui, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        super().__init__(id=id, classes="main", cursor_type="row", zebra_stripes=True)
         self.ui = ui
         self.targets: dict[str, Target] = {}
         self._status: DaemonStatus | None = None

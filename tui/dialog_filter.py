@@ -53,14 +53,14 @@ class FilterDialog(ModalScreen[LogFilter | None]):
                 yield Label(tr("Level"))
                 yield _select("level", LEVELS, f.level, tr("any"))
                 yield Label(tr("Entity"))
-                yield Input(f.entity or "", id="entity", placeholder="product, order, stock…")
+                yield Input(f.entity or "", id="entity", placeholder="product, order, stock…", compact=True)
                 yield Label(tr("Text"))
-                yield Input(f.q or "", id="q")
+                yield Input(f.q or "", id="q", compact=True)
                 yield Label(tr("Since"))
                 hint = tr("e.g. 25/01/2026 14:00, 2026-01-25 or 2h")
-                yield Input(fmt.stamp(f.since) if f.since else "", id="since", placeholder=hint)
+                yield Input(fmt.stamp(f.since) if f.since else "", id="since", placeholder=hint, compact=True)
                 yield Label(tr("Until"))
-                yield Input(fmt.stamp(f.until) if f.until else "", id="until", placeholder=hint)
+                yield Input(fmt.stamp(f.until) if f.until else "", id="until", placeholder=hint, compact=True)
             yield Static(id="filter-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(tr("Apply"), id="apply", variant="primary")
@@ -139,6 +139,7 @@ def _select(widget_id: str, values: Sequence[str], current: str | None, prompt: 
         prompt=prompt,
         allow_blank=True,
         value=current if current else Select.NULL,
+        compact=True,
     )
 
 

@@ -17,9 +17,7 @@ _PT: dict[str, str] = {
     "connected": "conectado",
     "connected (no live stream, polling)": "conectado (sem tempo real, consultando)",
     "disconnected": "desconectado",
-    "disconnected: {reason} (attempt {attempt}, retrying)": (
-        "desconectado: {reason} (tentativa {attempt}, tentando de novo)"
-    ),
+    "disconnected: {reason} · attempt {attempt}": "desconectado: {reason} · tentativa {attempt}",
     "the daemon is not running": "o serviço não está rodando",
     "Not connected to the daemon": "Sem conexão com o serviço",
     # tabs and screens

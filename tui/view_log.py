@@ -13,7 +13,7 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from daemon.controlapi.client import ControlClient
 from daemon.controlapi.wire import LogPage, LogRow
@@ -66,7 +66,7 @@ class LogView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(id="log-status")
-        yield LogTable(self.ui, id="log-table")
+        yield LogTable(self.ui, id="log-table", classes="main")
 
     def on_mount(self) -> None:
         self.set_interval(FLUSH_SECONDS, self.flush_live)
@@ -201,15 +201,8 @@ class LogView(Vertical):
     def on_log_table_want_newest(self, _: LogTable.WantNewest) -> None:
         self.reload()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        table = self.table
-        if table.row_count and event.cursor_row == table.row_count - 1 and event.cursor_row > 0:
-            self.load_older()
-
-    def on_data_table_row_selected(self, _: DataTable.RowSelected) -> None:
-        row = self.table.selected
-        if row is not None:
-            self.app.push_screen(LogDetailDialog(self.ui, row))
+    def on_log_table_selected(self, event: LogTable.Selected) -> None:
+        self.app.push_screen(LogDetailDialog(self.ui, event.row))
 
 
 def describe_filter(f: LogFilter, ui: Ui) -> str:

@@ -83,7 +83,7 @@ class ProblemsView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(id="problems-summary")
-        yield DataTable[Text](id="problems-table", cursor_type="row", zebra_stripes=True)
+        yield DataTable[Text](id="problems-table", classes="main", cursor_type="row", zebra_stripes=True)
         yield Static(id="problems-detail")
 
     def on_mount(self) -> None:

@@ -633,10 +633,7 @@ class LojaIntegradaSimulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        server = site._server
-        assert server is not None
-        sockets = getattr(server, "sockets", None) or []
-        bound_port = sockets[0].getsockname()[1] if sockets else port
+        bound_port = self._runner.addresses[0][1]
         self.url = f"http://{host}:{bound_port}"
         return self.url
 

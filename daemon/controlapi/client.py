@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -225,7 +225,7 @@ class ControlClient:
 
     async def events(
         self, after: int | None = None, *, heartbeats: bool = False, read_timeout: float | None = None
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Replay after ``after`` (None: live only), a status snapshot, then live events.
 
         Ends when the daemon closes the stream (it stops, or this client fell too far behind):

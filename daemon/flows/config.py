@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Literal
 
 from channels.models import FlowName
 from daemon.flows.runner import FlowTiming
@@ -17,7 +18,7 @@ class ChannelConfig:
     order_statuses: frozenset[str] = frozenset()
     """Channel status codes to import; empty means every status."""
     only_paid: bool = False
-    link_by: str = "sku"
+    link_by: Literal["sku", "ean", "code"] = "sku"
     create_missing_products: bool = True
     stock_warehouses: tuple[str, ...] = ("MAIN",)
     sale_warehouse: str = "MAIN"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -139,7 +140,7 @@ async def test_a_full_batch_goes_out_without_waiting_for_the_timer(tmp_path: Pat
             await asyncio.sleep(0)
             for i in range(50):
                 book.sink.offer(row(f"e{i}"))
-            ids = []
+            ids: list[int] = []
             while len(ids) < 50:
                 event = await sub.get(timeout=5)
                 assert event is not None
@@ -230,6 +231,27 @@ async def test_a_full_queue_counts_drops_and_reports_them_once(tmp_path: Path) -
         await book.aclose()
 
 
+async def test_a_batch_that_cannot_be_written_is_retried_then_counted(tmp_path: Path) -> None:
+    clock = FakeClock()
+    stdout = io.StringIO()
+    book = await LogBook.open(tmp_path / "log.db", sink=LogSink(clock=clock))
+    configure_logging("info", sink=book.sink, stream=stdout)
+    try:
+        await book.reader.execute("DROP TABLE sync_log")  # every insert now fails
+        for i in range(3):
+            book.sink.offer(row(f"e{i}"))
+        flushing = asyncio.create_task(book.flush())
+        for delay in (0.05, 0.5):  # bounded retries with backoff, on the injected clock
+            await eventually(lambda: clock.sleepers >= 1)
+            clock.advance(delay)
+        await asyncio.wait_for(flushing, 5)
+        assert book.sink.write_errors == 3
+        assert book.sink.dropped == 3
+        assert "log_batch_lost" in stdout.getvalue()
+    finally:
+        await book.aclose()
+
+
 async def test_events_survive_until_the_sink_starts(tmp_path: Path) -> None:
     sink = LogSink(clock=FakeClock())
     configure_logging("info", json_stdout=False, sink=sink)
@@ -301,6 +323,21 @@ async def test_level_filter_and_context_binding(tmp_path: Path) -> None:
         await book.aclose()
 
 
+async def test_stdlib_logging_goes_through_the_same_chain(tmp_path: Path) -> None:
+    book = await LogBook.open(tmp_path / "log.db", sink=LogSink(clock=FakeClock()))
+    try:
+        configure_logging("debug", json_stdout=False, sink=book.sink)
+        logging.getLogger("aiohttp.server").error("handler failed: %s", "boom")
+        assert logging.getLogger("aiosqlite").getEffectiveLevel() == logging.WARNING  # would feed on itself
+        await book.flush()
+        rows = (await book.query()).rows
+        assert [(r.event, r.level, r.data.get("logger")) for r in rows] == [
+            ("handler failed: boom", "error", "aiohttp.server")
+        ]
+    finally:
+        await book.aclose()
+
+
 async def test_retention_by_age_and_count_in_chunks(book: LogBook) -> None:
     now = T0
     for i in range(100):
@@ -315,7 +352,7 @@ async def test_retention_by_age_and_count_in_chunks(book: LogBook) -> None:
     assert result == RetentionResult(deleted_by_age=100, deleted_by_count=0)
     deletes = [s for s in statements if s.lstrip().upper().startswith("DELETE")]
     assert len(deletes) == 15  # 14 full chunks of 7, then the 2 left over
-    await book.reader.set_trace_callback(None)
+    await book.reader.set_trace_callback(None)  # type: ignore[arg-type]
 
     result = await prune_logs(book.reader, keep_rows=20, chunk=7)
     assert result == RetentionResult(deleted_by_age=0, deleted_by_count=30)

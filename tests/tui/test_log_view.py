@@ -80,7 +80,7 @@ async def test_live_rows_appear_on_top_once(socket_path: Path, runtime: FakeRunt
         ids = [r.id for r in view.window.rows]
         assert ids[:4] == [new[2].id, new[1].id, new[0].id, 1200]
         assert len(ids) == len(set(ids))
-        assert view.table.get_row_at(0)[3].plain == "live_2"
+        assert view.table.cell_text(0, "event") == "live_2"
 
 
 @pytest.mark.usefixtures("server")

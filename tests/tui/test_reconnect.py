@@ -26,7 +26,7 @@ async def test_restart_shows_disconnected_then_resumes_the_stream(
 
         await server.stop()
         await wait_until(pilot, lambda: app.link.state is LinkState.DISCONNECTED)
-        assert app.sub_title.startswith("desconectado: o serviço não está rodando (tentativa ")
+        assert app.sub_title.startswith("desconectado: o serviço não está rodando · tentativa ")
         assert app.query_one(Header).has_class("-offline")
         assert "desconectado" in screen_text(app)
 

@@ -1,0 +1,259 @@
+"""The ERP-side operations the control API offers (and so the CLI and the TUI).
+
+Each is one short transaction on the state database. The triggers then queue what the channels must
+hear, so these functions never talk to a channel themselves. Errors are ``KeyError`` for something
+that does not exist and ``ValueError`` for input that is wrong; both carry a message for people.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from daemon.clock import Clock
+from daemon.controlapi.wire import (
+    ActionResult,
+    ImportFailure,
+    NeverIntegrated,
+    OutboxItem,
+    OutboxState,
+    Problems,
+)
+from daemon.statedb import StateDB
+from daemon.store import catalog, import_failures, orders, outbox, prices, problems, stock
+from daemon.store.errors import NotFoundError
+from daemon.store.outbox import Entity
+
+
+class ErpService:
+    def __init__(self, db: StateDB, clock: Clock, default_warehouse: str = "MAIN") -> None:
+        self.db = db
+        self.clock = clock
+        self.default_warehouse = default_warehouse
+
+    async def _product_id(self, sku: str) -> int:
+        async with self.db.read() as conn:
+            product = await catalog.get_product_by_sku(conn, sku)
+        if product is None:
+            raise KeyError(f"no product with SKU {sku!r}")
+        return product.id
+
+    async def stock_set(self, sku: str, warehouse: str | None, quantity: int) -> ActionResult:
+        if quantity < 0:
+            raise ValueError(f"quantity for SKU {sku!r} must be >= 0, got {quantity}")
+        where = warehouse or self.default_warehouse
+        await self._product_id(sku)
+        async with self.db.write() as conn:
+            await stock.ensure_warehouse(conn, where)
+            delta = await stock.set_stock(conn, sku, where, quantity)
+        return ActionResult(
+            ok=True,
+            message=f"{sku}: stock in {where} set to {quantity} ({delta:+d})",
+            details={"sku": sku, "warehouse": where, "quantity": quantity, "delta": delta},
+        )
+
+    async def stock_move(
+        self, sku: str, warehouse: str | None, delta: int, reason: str, reference: str | None
+    ) -> ActionResult:
+        if delta == 0:
+            raise ValueError(f"a stock movement for SKU {sku!r} needs a non-zero quantity")
+        where = warehouse or self.default_warehouse
+        product_id = await self._product_id(sku)
+        async with self.db.write() as conn:
+            await stock.ensure_warehouse(conn, where)
+            movement_id = await stock.add_movement(conn, product_id, where, delta, reason, reference, now=self.clock.now())
+        return ActionResult(
+            ok=True,
+            message=f"{sku}: {delta:+d} in {where} ({reason})",
+            details={"movement_id": movement_id, "sku": sku, "warehouse": where, "delta": delta},
+        )
+
+    async def price_set(
+        self,
+        sku: str,
+        list_price: Decimal,
+        sale_price: Decimal | None,
+        cost_price: Decimal | None,
+        promo_price: Decimal | None,
+        promo_start: datetime | None,
+        promo_end: datetime | None,
+    ) -> ActionResult:
+        await self._product_id(sku)
+        async with self.db.write() as conn:
+            changed = await prices.set_price(
+                conn, sku, list_price, sale_price, cost_price, promo_price, promo_start, promo_end
+            )
+        state = "changed" if changed else "unchanged"
+        return ActionResult(ok=True, message=f"{sku}: price {state}", details={"sku": sku, "changed": changed})
+
+    async def import_products_csv(self, text: str) -> ActionResult:
+        async with self.db.write() as conn:
+            report = await catalog.import_products_csv(conn, text, default_warehouse=self.default_warehouse)
+        errors = [
+            {"line": e.line, "field": e.column, "error": e.message, "sku": e.sku} for e in report.errors
+        ]
+        message = (
+            f"{report.rows} rows: {report.created} created, {report.updated} updated, "
+            f"{report.unchanged} unchanged, {len(errors)} with errors"
+        )
+        return ActionResult(
+            ok=not errors,
+            message=message,
+            details={
+                "rows": report.rows,
+                "created": report.created,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+                "errors": errors,
+            },
+        )
+
+    async def invoice_add(
+        self,
+        channel: str,
+        order_number: str,
+        number: str,
+        series: str,
+        access_key: str,
+        issued_at: datetime,
+        danfe_url: str | None,
+        xml_url: str | None,
+    ) -> ActionResult:
+        try:
+            async with self.db.write() as conn:
+                invoice_id = await orders.add_invoice(
+                    conn,
+                    (channel, order_number),
+                    number,
+                    series,
+                    access_key,
+                    issued_at,
+                    danfe_url=danfe_url,
+                    xml_url=xml_url,
+                )
+        except NotFoundError as exc:
+            raise KeyError(str(exc)) from None
+        return ActionResult(
+            ok=True,
+            message=f"NF-e {number}/{series} attached to order {order_number} on {channel}",
+            details={"invoice_id": invoice_id},
+        )
+
+    async def tracking_add(
+        self, channel: str, order_number: str, carrier: str | None, code: str, url: str | None
+    ) -> ActionResult:
+        if not code.strip():
+            raise ValueError("tracking code must not be empty")
+        async with self.db.write() as conn:
+            order_id = await self._order_id(conn, channel, order_number)
+            shipment_id = await orders.add_tracking(conn, order_id, carrier, code.strip(), url)
+        return ActionResult(
+            ok=True,
+            message=f"tracking {code} added to order {order_number} on {channel}",
+            details={"shipment_id": shipment_id, "order_id": order_id},
+        )
+
+    @staticmethod
+    async def _order_id(conn: Any, channel: str, number: str) -> int:
+        rows = list(
+            await conn.execute_fetchall(
+                "SELECT id FROM orders WHERE channel = ? AND (number = ? OR remote_id = ?) "
+                "ORDER BY number = ? DESC LIMIT 1",
+                (channel, number, number, number),
+            )
+        )
+        if not rows:
+            raise KeyError(f"no order {number!r} on channel {channel!r}")
+        return int(rows[0]["id"])
+
+    async def push_stock(self, sku: str, channels: list[str]) -> ActionResult:
+        product_id = await self._product_id(sku)
+        async with self.db.write() as conn:
+            for channel in channels:
+                await outbox.enqueue(conn, channel, "stock", [product_id])
+        return ActionResult(
+            ok=True,
+            message=f"{sku}: stock queued for {', '.join(channels) or 'no channel'}",
+            details={"product_id": product_id, "channels": channels},
+        )
+
+    async def retry_outbox(self, ids: list[int] | None, channel: str | None) -> ActionResult:
+        async with self.db.write() as conn:
+            count = await outbox.retry(conn, ids=ids, channel=channel)
+        return ActionResult(ok=True, message=f"{count} item(s) queued again", details={"count": count})
+
+    async def dismiss_import_failure(self, failure_id: int) -> ActionResult:
+        async with self.db.write() as conn:
+            dismissed = await import_failures.dismiss(conn, failure_id)
+        if not dismissed:
+            raise KeyError(f"no open import failure with id {failure_id}")
+        return ActionResult(ok=True, message=f"import failure {failure_id} dismissed")
+
+    async def outbox(
+        self, state: OutboxState | None, channel: str | None, limit: int, after_id: int | None
+    ) -> list[OutboxItem]:
+        async with self.db.read() as conn:
+            items = await outbox.list_items(conn, state=state, channel=channel, limit=limit, after_id=after_id)
+        return [
+            OutboxItem(
+                id=i.id,
+                channel=i.channel,
+                entity=i.entity,
+                entity_id=i.entity_id,
+                sku=i.sku or i.order_number,
+                state=i.state,  # type: ignore[arg-type]
+                attempts=i.attempts,
+                next_attempt_at=i.next_attempt_at,
+                last_error=i.last_error,
+                changed_at=i.changed_at,
+            )
+            for i in items
+        ]
+
+    async def problems(self, limit: int = 200) -> Problems:
+        failed = await self.outbox("failed", None, limit, None)
+        parked = await self.outbox("parked", None, limit, None)
+        async with self.db.read() as conn:
+            failures = await import_failures.list_open(conn, limit=limit)
+            never = await problems.never_integrated(conn, limit=limit)
+        now = self.clock.now()
+        return Problems(
+            outbox=failed + parked,
+            import_failures=[
+                ImportFailure(
+                    id=f.id,
+                    channel=f.channel,
+                    entity=f.entity,
+                    remote_id=f.remote_id,
+                    error=f.error,
+                    attempts=f.attempts,
+                    state=f.state,
+                    first_seen_at=f.first_seen_at or now,
+                    last_seen_at=f.last_seen_at or now,
+                )
+                for f in failures
+            ],
+            never_integrated=[
+                NeverIntegrated(channel=n.channel, product_id=n.product_id, sku=n.sku, name=n.name) for n in never
+            ],
+        )
+
+    async def explain(self, channel: str, entity: str, sku: str) -> dict[str, Any]:
+        if entity not in ("stock", "price"):
+            raise ValueError(f"entity must be 'stock' or 'price', got {entity!r}")
+        product_id = await self._product_id(sku)
+        kind: Entity = "stock" if entity == "stock" else "price"
+        async with self.db.read() as conn:
+            pushed = await outbox.explain(conn, channel, kind, product_id)
+        if pushed is None:
+            return {"channel": channel, "entity": entity, "sku": sku, "pushed": None,
+                    "message": f"nothing has been pushed yet for {sku} on {channel}"}
+        return {
+            "channel": channel,
+            "entity": entity,
+            "sku": sku,
+            "pushed": pushed.value,
+            "pushed_at": pushed.pushed_at.isoformat() if pushed.pushed_at else None,
+            "explanation": pushed.explanation,
+        }

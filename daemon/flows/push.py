@@ -1,0 +1,155 @@
+"""The shape every push flow shares: claim due outbox rows, build items, push, settle per item.
+
+The database is read, then the network is used with no lock held, then one short write transaction
+settles the batch. Rows are settled with the version they were read at, so a change that arrived
+while the batch was on the wire stays pending and goes out on the next run (coalescing without loss).
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+import aiosqlite
+
+from channels.base import Channel
+from channels.models import FlowName, PushResult
+from daemon.clock import Clock
+from daemon.flows.config import ChannelConfig
+from daemon.flows.runner import RunContext, RunResult
+from daemon.statedb import StateDB
+from daemon.store import bindings, outbox
+from daemon.store.outbox import Entity, OutboxRow
+
+ItemT = TypeVar("ItemT")
+
+
+@dataclass
+class Plan(Generic[ItemT]):
+    """What to do with each claimed row."""
+
+    send: list[tuple[OutboxRow, ItemT]] = field(default_factory=list)
+    skip: list[OutboxRow] = field(default_factory=list)
+    """Nothing to send (product not synced, value already on the channel): settle as sent."""
+    refuse: list[tuple[OutboxRow, str]] = field(default_factory=list)
+    """Cannot be sent as it stands (no price, product deleted): park with the reason."""
+    facts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Per entity id: what was sent and how it was computed, recorded after success."""
+
+
+class PushJob(ABC, Generic[ItemT]):
+    entity: ClassVar[Entity]
+    flow: ClassVar[FlowName]
+    binds_products: ClassVar[bool] = True
+    """Results carry the channel's product id: remember it as the product's binding."""
+
+    def __init__(
+        self,
+        config: ChannelConfig,
+        connector: Channel,
+        db: StateDB,
+        clock: Clock,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.connector = connector
+        self.db = db
+        self.clock = clock
+        self.rng = rng or random.Random()
+
+    def update_config(self, config: ChannelConfig) -> None:
+        self.config = config
+
+    @property
+    def channel(self) -> str:
+        return self.config.name
+
+    @abstractmethod
+    async def prepare(self, conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime) -> Plan[ItemT]:
+        """Read what each row needs from the store (batched: a few queries for the whole batch)."""
+
+    @abstractmethod
+    async def send(self, items: Sequence[ItemT]) -> list[PushResult]: ...
+
+    async def after_success(
+        self, conn: aiosqlite.Connection, done: Sequence[tuple[OutboxRow, ItemT, PushResult]], plan: Plan[ItemT], now: datetime
+    ) -> None:
+        """Record what the channel accepted (bindings, pushed values); runs in the settle transaction."""
+        new_bindings = [
+            (row.entity_id, result.remote_id)
+            for row, item, result in done
+            if self.binds_products and result.remote_id and getattr(item, "remote_id", None) != result.remote_id
+        ]
+        if new_bindings:
+            await bindings.set_bindings(conn, self.channel, "product", new_bindings)
+        facts = [(row.entity_id, plan.facts[row.entity_id]["value"], plan.facts[row.entity_id]["explanation"])
+                 for row, _, _ in done if row.entity_id in plan.facts]
+        if facts:
+            await outbox.record_pushed(conn, self.channel, self.entity, facts, now)
+
+    async def before_claim(self, run: RunContext, now: datetime) -> None:
+        """Hook for flows that queue work on a schedule (promotions starting)."""
+
+    async def wake_in(self, conn: aiosqlite.Connection, now: datetime) -> float | None:
+        due = await outbox.next_due_at(conn, self.channel, self.entity)
+        return None if due is None else max(0.0, (due - now).total_seconds())
+
+    async def run_once(self, run: RunContext) -> RunResult:
+        now = self.clock.now()
+        await self.before_claim(run, now)
+        async with self.db.read() as conn:
+            rows = await outbox.claim_due(conn, self.channel, self.entity, run.batch_size, now)
+            if not rows:
+                return RunResult(wake_in=await self.wake_in(conn, now))
+            plan = await self.prepare(conn, rows, now)
+        results = await self.send([item for _, item in plan.send]) if plan.send else []
+        by_local_id = {result.local_id: result for result in results}
+        done: list[tuple[OutboxRow, ItemT, PushResult]] = []
+        failed: list[tuple[OutboxRow, str, bool]] = [(row, reason, False) for row, reason in plan.refuse]
+        for row, item in plan.send:
+            result = by_local_id.get(row.entity_id)
+            if result is None:
+                failed.append((row, "the connector returned no result for this item", True))
+            elif result.ok:
+                done.append((row, item, result))
+            else:
+                failed.append((row, result.error or "rejected by the channel", result.retryable))
+        settled_at = self.clock.now()
+        async with self.db.write() as conn:
+            await self.after_success(conn, done, plan, settled_at)
+            await outbox.mark_sent(conn, [row for row, _, _ in done] + plan.skip, settled_at)
+            outcomes = {}
+            for row, error, retryable in failed:
+                outcomes[row.id] = await outbox.mark_failed(
+                    conn,
+                    row,
+                    error,
+                    settled_at,
+                    max_attempts=self.config.outbox_max_attempts,
+                    rng=self.rng.random,
+                    retryable=retryable,
+                )
+        for row, item, result in done:
+            run.log.info(
+                f"{self.entity}.pushed",
+                entity=self.entity,
+                entity_id=str(row.entity_id),
+                remote_id=result.remote_id,
+                sku=getattr(item, "sku", None),
+                value=plan.facts.get(row.entity_id, {}).get("value"),
+            )
+        for row, error, retryable in failed:
+            run.log.warning(
+                f"{self.entity}.push_failed",
+                entity=self.entity,
+                entity_id=str(row.entity_id),
+                error=error,
+                retryable=retryable,
+                outcome=outcomes.get(row.id),
+                attempts=row.attempts + 1,
+            )
+        return RunResult(done=len(done), failed=len(failed), more=len(rows) >= run.batch_size)

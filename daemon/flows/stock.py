@@ -1,0 +1,50 @@
+"""Push available-to-promise stock: on hand in the channel's warehouses, minus open reservations,
+minus the channel's safety buffer (kits: the minimum their components allow)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import aiosqlite
+
+from channels.models import FlowName, PushResult, StockPush
+from daemon.flows.push import Plan, PushJob
+from daemon.store import bindings, catalog, stock
+from daemon.store.outbox import Entity, OutboxRow
+
+
+class StockJob(PushJob[StockPush]):
+    entity: Entity = "stock"
+    flow = FlowName.STOCK
+
+    async def prepare(self, conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime) -> Plan[StockPush]:
+        ids = [row.entity_id for row in rows]
+        products = await catalog.get_products(conn, ids)
+        figures = await stock.available_to_promise(
+            conn, ids, list(self.config.stock_warehouses), self.config.stock_buffer
+        )
+        remote = await bindings.remote_ids(conn, self.channel, "product", ids)
+        plan: Plan[StockPush] = Plan()
+        for row in rows:
+            product = products.get(row.entity_id)
+            if product is None:
+                plan.refuse.append((row, f"product {row.entity_id} no longer exists"))
+                continue
+            if not product.sync_enabled:
+                plan.skip.append(row)
+                continue
+            figure = figures[row.entity_id]
+            item = StockPush(
+                local_id=product.id,
+                sku=product.sku,
+                remote_id=remote.get(product.id),
+                quantity=figure.quantity,
+                manage_stock=product.manage_stock,
+            )
+            plan.send.append((row, item))
+            plan.facts[product.id] = {"value": figure.quantity, "explanation": figure.explanation}
+        return plan
+
+    async def send(self, items: Sequence[StockPush]) -> list[PushResult]:
+        return await self.connector.push_stock(items)
