@@ -745,7 +745,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command("migrate", cmd_db_migrate, "create or upgrade the state database", db)
 
-    command("demo", cmd_demo, "run the daemon against the bundled simulators, with the TUI")
+    p = command("demo", cmd_demo, "run the daemon against the bundled simulators, with the TUI")
+    p.add_argument("--no-tui", action="store_true", help="follow the log instead of opening the dashboard")
+    p.add_argument("--duration", type=float, default=0, help="with --no-tui: stop after this many seconds")
     command("tui", cmd_tui, "open the dashboard")
     return parser
 

@@ -76,6 +76,11 @@ _PT: dict[str, str] = {
     "Refresh": "Atualizar",
     "Close": "Fechar",
     "Reconnect": "Reconectar",
+    "Up": "Acima",
+    "Down": "Abaixo",
+    "Page up": "Página acima",
+    "Page down": "Página abaixo",
+    "Top": "Topo",
     # Textual's own app bindings (hidden from the footer, shown in the keys panel)
     "Focus Next": "Próximo campo",
     "Focus Previous": "Campo anterior",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -96,6 +97,8 @@ class FlowRunner:
         self._manual_requested = False
         self._last_start_mono: float | None = None
         self._running_now = False
+        self.on_items: Callable[[int], None] | None = None
+        """Told how many items each successful run synced (the channel's per-minute figures)."""
 
     # --- requests from outside -------------------------------------------------------------------
 
@@ -199,6 +202,8 @@ class FlowRunner:
             self._running_now = False
         self.runs += 1
         self.items_done, self.items_failed = result.done, result.failed
+        if self.on_items is not None and result.done:
+            self.on_items(result.done)
         if self.consecutive_failures:
             bound.info("run.recovered", after_failures=self.consecutive_failures)
         self.consecutive_failures = 0

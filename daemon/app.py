@@ -1,0 +1,579 @@
+"""The daemon process: start-up, signals, reload, graceful stop, and the control API's runtime.
+
+Start-up order matters: logging first (so nothing said during start-up is lost), then the log
+database, the state database (migrated), the channel table and mappings, the supervisors, the change
+watcher, the control socket, and last READY=1 to systemd. Stop runs it backwards: STOPPING=1, flows
+finish their in-flight batch (bounded by ``shutdown_timeout``), then every log line is flushed.
+
+Signals: SIGUSR1 syncs every channel now, SIGHUP reloads settings (validated first; a bad file keeps
+the old settings running), SIGTERM/SIGINT stop gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import structlog
+
+from channels.models import FlowName
+from daemon import __version__
+from daemon.clock import SYSTEM_CLOCK, Clock
+from daemon.controlapi.server import ControlServer
+from daemon.controlapi.wire import (
+    ActionResult,
+    ChannelStatus,
+    DaemonStatus,
+    LogPage,
+    LogRow,
+    OutboxItem,
+    OutboxState,
+    Problems,
+)
+from daemon.erp import ErpService
+from daemon.events import EventBus
+from daemon.flows import build_job
+from daemon.flows.config import ChannelConfig
+from daemon.flows.runner import FlowTiming
+from daemon.logbook import LogBook, LogSink, configure_logging, set_log_level
+from daemon.settings import ChannelSettings, Settings, SettingsError, format_problems, load_settings
+from daemon.statedb import StateDB
+from daemon.store import channels as channels_repo
+from daemon.store import mappings, outbox, stock
+from daemon.store.db import ChangeWatcher
+from daemon.supervisor import OUTBOX_ENTITY_FLOW, ChannelSupervisor
+from daemon.syncrate import SyncRate
+from daemon.systemd import Notifier, watchdog_interval
+
+log = structlog.get_logger("storesync.daemon")
+
+STATUS_PUSH_SECONDS = 1.0
+SD_STATUS_SECONDS = 10.0
+
+
+class StartupError(Exception):
+    """The daemon cannot start as configured (unwritable state dir, socket in use, ...)."""
+
+
+def channel_config(name: str, channel: ChannelSettings, settings: Settings) -> ChannelConfig:
+    """Translate one channel's settings into what the flows use."""
+    effective = channel.effective(settings.defaults)
+    flows = {
+        flow: FlowTiming(interval=flow_settings.interval, batch_size=flow_settings.batch_size)
+        for flow, flow_settings in channel.active_flows().items()
+    }
+    return ChannelConfig(
+        name=name,
+        kind=channel.kind,
+        enabled=channel.enabled,
+        order_statuses=frozenset(channel.order_statuses),
+        only_paid=channel.only_paid,
+        link_by=channel.link_by,
+        create_missing_products=channel.create_missing_products,
+        stock_warehouses=tuple(channel.stock_warehouses),
+        sale_warehouse=channel.sale_warehouse,
+        stock_buffer=channel.stock_buffer,
+        price_adjust_percent=Decimal(str(channel.price_adjust_percent)),
+        cursor_lookback=effective.cursor_lookback,
+        outbox_max_attempts=effective.outbox_max_attempts,
+        breaker_failures=effective.circuit_breaker_failures,
+        breaker_cooldown=effective.circuit_breaker_cooldown,
+        mappings={kind: dict(table) for kind, table in channel.mappings.items()},
+        flows=flows,
+    )
+
+
+class Daemon:
+    """The running daemon; implements ``daemon.controlapi.runtime.Runtime``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_path: Path | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        start_spread: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.overrides = dict(overrides or {})
+        self.environ = dict(os.environ if environ is None else environ)
+        self.clock = clock
+        self.start_spread = start_spread
+        self.started_at = clock.now()
+        self.settings_loaded_at: datetime | None = clock.now()
+        self.last_reload_error: str | None = None
+        self.notifier = Notifier.from_env(self.environ)
+        self.sink = LogSink(clock=clock)
+        self.supervisors: dict[str, ChannelSupervisor] = {}
+        self.rates: dict[str, SyncRate] = {}
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reload_lock = asyncio.Lock()
+        self._dispatching = False
+        self._dispatch_again = False
+        self.logbook: LogBook | None = None
+        self.db: StateDB | None = None
+        self.erp: ErpService | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.watcher: ChangeWatcher | None = None
+        self.control: ControlServer | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        configure_logging(self.settings.daemon.log_level, sink=self.sink, clock=self.clock)
+        state_dir = self.settings.daemon.state_dir
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            probe = state_dir / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise StartupError(f"state directory {state_dir} is not usable: {exc.strerror or exc}") from None
+        self.logbook = await LogBook.open(self.settings.log_db_path, sink=self.sink, clock=self.clock)
+        self.logbook.start_retention(
+            days=self.settings.daemon.log_retention_days,
+            keep_rows=self.settings.daemon.log_retention_rows,
+            clock=self.clock,
+        )
+        self.db = await StateDB.open(self.settings.state_db_path)
+        self.erp = ErpService(self.db, self.clock, self._default_warehouse())
+        await self._sync_channel_table()
+        self.session = aiohttp.ClientSession(
+            headers={"User-Agent": f"storesync/{__version__}"},
+            connector=aiohttp.TCPConnector(limit=100, limit_per_host=20),
+        )
+        for name, channel in self.settings.enabled_channels().items():
+            self._start_channel(name, channel)
+        self.watcher = ChangeWatcher(self.settings.state_db_path, self._on_db_change, self.clock)
+        await self.watcher.start()
+        self.control = ControlServer(self, self.settings.socket_path)
+        try:
+            await self.control.start()
+        except Exception as exc:
+            raise StartupError(str(exc)) from None
+        self._install_signals()
+        self._tasks.append(asyncio.create_task(self._status_loop(), name="status"))
+        interval = watchdog_interval(self.environ) if self.settings.daemon.watchdog else None
+        if interval:
+            self._tasks.append(asyncio.create_task(self._watchdog_loop(interval), name="watchdog"))
+        self._on_db_change()  # anything queued while we were down goes out now
+        self.notifier.ready(self._sd_status())
+        log.info(
+            "daemon.started",
+            version=__version__,
+            pid=os.getpid(),
+            channels=sorted(self.supervisors),
+            socket=str(self.settings.socket_path),
+        )
+
+    async def run(self) -> None:
+        await self.start()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def shutdown(self) -> None:
+        self.notifier.stopping("stopping: finishing in-flight batches")
+        log.info("daemon.stopping")
+        timeout = self.settings.daemon.shutdown_timeout
+        await asyncio.gather(
+            *(sup.stop(timeout) for sup in self.supervisors.values()), return_exceptions=True
+        )
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.watcher is not None:
+            await self.watcher.stop()
+        if self.control is not None:
+            await self.control.stop()
+        if self.session is not None:
+            await self.session.close()
+        if self.db is not None:
+            await self.db.close()
+        log.info("daemon.stopped")
+        if self.logbook is not None:
+            await self.logbook.aclose()
+        self.notifier.close()
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGUSR1, self._on_sigusr1)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+
+    def _on_sigusr1(self) -> None:
+        log.info("signal.sync_all")
+        for supervisor in self.supervisors.values():
+            supervisor.sync_now(manual=False)
+
+    def _on_sighup(self) -> None:
+        self._tasks.append(asyncio.create_task(self.reload(), name="reload"))
+
+    # --- channels --------------------------------------------------------------------------------
+
+    def _default_warehouse(self) -> str:
+        for channel in self.settings.enabled_channels().values():
+            return channel.sale_warehouse
+        return "MAIN"
+
+    async def _sync_channel_table(self) -> None:
+        assert self.db is not None
+        async with self.db.write() as conn:
+            await channels_repo.sync_channels(
+                conn, [(name, ch.kind, ch.enabled) for name, ch in self.settings.channels.items()]
+            )
+            for name, channel in self.settings.channels.items():
+                for code in {*channel.stock_warehouses, channel.sale_warehouse}:
+                    await stock.ensure_warehouse(conn, code)
+                await mappings.load_mappings(conn, name, channel.mappings)
+
+    def _start_channel(self, name: str, channel: ChannelSettings) -> None:
+        assert self.db is not None and self.session is not None
+        supervisor = ChannelSupervisor(
+            channel_config(name, channel, self.settings),
+            self.settings.channel_context(name),
+            db=self.db,
+            clock=self.clock,
+            session=self.session,
+            job_factory=build_job,
+            **({} if self.start_spread is None else {"start_spread": self.start_spread}),
+        )
+        rate = self.rates.setdefault(name, SyncRate(self.clock))
+        for runner in supervisor.runners.values():
+            runner.on_items = rate.add
+        self.supervisors[name] = supervisor
+        supervisor.start()
+
+    def _on_db_change(self) -> None:
+        """A commit happened (ours or another program's): wake the flows that have work queued."""
+        if self._dispatching:
+            self._dispatch_again = True
+            return
+        self._dispatching = True
+        task = asyncio.create_task(self._dispatch_outbox(), name="outbox-dispatch")
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    async def _dispatch_outbox(self) -> None:
+        assert self.db is not None
+        try:
+            while True:
+                self._dispatch_again = False
+                async with self.db.read() as conn:
+                    rows = await conn.execute_fetchall(
+                        "SELECT DISTINCT channel, entity FROM outbox WHERE state = 'pending'"
+                    )
+                wanted: dict[str, set[str]] = {}
+                for row in rows:
+                    wanted.setdefault(row[0], set()).add(row[1])
+                for name, entities in wanted.items():
+                    supervisor = self.supervisors.get(name)
+                    if supervisor is not None:
+                        supervisor.wake_for_outbox(entities)
+                if not self._dispatch_again:
+                    return
+        except Exception as exc:  # the watcher calls us again on the next commit
+            log.warning("outbox.dispatch_failed", error=str(exc))
+        finally:
+            self._dispatching = False
+
+    # --- reload ----------------------------------------------------------------------------------
+
+    async def reload(self) -> ActionResult:
+        """Validate the whole new file first; apply it, or keep the old settings and say why."""
+        async with self._reload_lock:
+            self.notifier.reloading("reloading settings")
+            try:
+                new = load_settings(self.config_path, environ=self.environ, overrides=self.overrides)
+            except SettingsError as err:
+                self.last_reload_error = format_problems(err)
+                log.error("settings.reload_failed", problems=err.problems)
+                self.notifier.ready(self._sd_status())
+                return ActionResult(
+                    ok=False,
+                    message="settings not reloaded; still running on the previous ones",
+                    details={"problems": err.problems},
+                )
+            old = self.settings
+            self.settings = new
+            set_log_level(new.daemon.log_level)
+            await self._sync_channel_table()
+            changed = await self._apply_channels(old, new)
+            self.settings_loaded_at = self.clock.now()
+            self.last_reload_error = None
+            log.info("settings.reloaded", **changed)
+            self.notifier.ready(self._sd_status())
+            self._on_db_change()
+            return ActionResult(ok=True, message="settings reloaded", details=changed)
+
+    async def _apply_channels(self, old: Settings, new: Settings) -> dict[str, list[str]]:
+        before = old.enabled_channels()
+        after = new.enabled_channels()
+        stopped = [name for name in self.supervisors if name not in after]
+        restarted = [
+            name
+            for name in after
+            if name in self.supervisors
+            and (
+                new.channel_context(name) != self.supervisors[name].context
+                or set(channel_config(name, after[name], new).flows)
+                != set(self.supervisors[name].config.flows)
+            )
+        ]
+        tuned = [name for name in after if name in self.supervisors and name not in restarted]
+        started = [name for name in after if name not in self.supervisors]
+        timeout = new.daemon.shutdown_timeout
+        for name in stopped + restarted:
+            await self.supervisors.pop(name).stop(timeout)
+        for name in restarted + started:
+            self._start_channel(name, after[name])
+        for name in tuned:
+            self.supervisors[name].apply_timings(channel_config(name, after[name], new))
+        del before
+        return {"started": started, "stopped": stopped, "restarted": restarted, "updated": tuned}
+
+    # --- status ----------------------------------------------------------------------------------
+
+    @property
+    def bus(self) -> EventBus:
+        assert self.logbook is not None
+        return self.logbook.bus
+
+    async def status(self) -> DaemonStatus:
+        assert self.db is not None
+        async with self.db.read() as conn:
+            counts = await outbox.counts(conn)
+            open_failures = await conn.execute_fetchall(
+                "SELECT channel, COUNT(*) FROM import_failures WHERE state = 'open' GROUP BY channel"
+            )
+        failures_by_channel = {row[0]: int(row[1]) for row in open_failures}
+        channels: list[ChannelStatus] = []
+        for name, channel in self.settings.channels.items():
+            supervisor = self.supervisors.get(name)
+            if supervisor is None:
+                channels.append(ChannelStatus(name=name, kind=channel.kind, enabled=False, state="disabled"))
+                continue
+            per_flow: dict[FlowName, tuple[int, int]] = {}
+            for entity, flow in OUTBOX_ENTITY_FLOW.items():
+                states = counts.get((name, entity), {})
+                per_flow[flow] = (states.get("pending", 0), states.get("failed", 0) + states.get("parked", 0))
+            per_flow[FlowName.ORDERS] = (0, failures_by_channel.get(name, 0))
+            status = supervisor.status(per_flow)
+            status.synced_per_minute = self.rates[name].per_minute() if name in self.rates else []
+            channels.append(status)
+        return DaemonStatus(
+            version=__version__,
+            pid=os.getpid(),
+            started_at=self.started_at,
+            config_path=str(self.settings.config_path) if self.settings.config_path else None,
+            settings_loaded_at=self.settings_loaded_at,
+            last_reload_error=self.last_reload_error,
+            log_queue_dropped=self.sink.dropped,
+            channels=channels,
+        )
+
+    async def _status_loop(self) -> None:
+        last_sd = -SD_STATUS_SECONDS
+        while True:
+            await self.clock.sleep(STATUS_PUSH_SECONDS)
+            try:
+                if self.logbook is not None and self.bus.has_subscribers:
+                    self.bus.publish_status(await self.status())
+                if self.clock.monotonic() - last_sd >= SD_STATUS_SECONDS:
+                    last_sd = self.clock.monotonic()
+                    self.notifier.status(self._sd_status())
+            except Exception as exc:
+                log.warning("status.publish_failed", error=str(exc))
+
+    async def _watchdog_loop(self, interval: float) -> None:
+        """WATCHDOG=1 from the event loop itself: a stuck loop stops the pings and systemd restarts us."""
+        while True:
+            self.notifier.watchdog()
+            await self.clock.sleep(interval)
+
+    def _sd_status(self) -> str:
+        failing = [n for n, s in self.supervisors.items() if s.health.failing_since or s.health.needs_reauth]
+        text = f"{len(self.supervisors)} channel(s) running"
+        if failing:
+            text += f"; failing: {', '.join(sorted(failing))}"
+        return text
+
+    # --- runtime actions -------------------------------------------------------------------------
+
+    def _supervisor(self, channel: str) -> ChannelSupervisor:
+        try:
+            return self.supervisors[channel]
+        except KeyError:
+            known = ", ".join(sorted(self.supervisors)) or "none"
+            raise KeyError(f"no running channel {channel!r} (running: {known})") from None
+
+    async def sync_now(self, channel: str | None, flow: str | None) -> ActionResult:
+        if channel is not None:
+            flows = self._supervisor(channel).sync_now(flow)
+            return ActionResult(ok=True, message=f"sync requested: {channel} ({', '.join(flows)})")
+        touched = []
+        for name, supervisor in self.supervisors.items():
+            if flow is None or FlowName(flow) in supervisor.runners:
+                supervisor.sync_now(flow)
+                touched.append(name)
+        if flow is not None and not touched:
+            raise KeyError(f"no running channel has the flow {flow!r}")
+        return ActionResult(ok=True, message=f"sync requested: {', '.join(touched) or 'no channels'}")
+
+    async def pause(self, channel: str, flow: str | None) -> ActionResult:
+        self._supervisor(channel).pause(flow)
+        return ActionResult(ok=True, message=f"paused: {channel}{f' / {flow}' if flow else ''}")
+
+    async def resume(self, channel: str, flow: str | None) -> ActionResult:
+        self._supervisor(channel).resume(flow)
+        return ActionResult(ok=True, message=f"resumed: {channel}{f' / {flow}' if flow else ''}")
+
+    async def push_stock(self, sku: str) -> ActionResult:
+        assert self.erp is not None
+        return await self.erp.push_stock(sku, sorted(self.supervisors))
+
+    async def retry_outbox(self, ids: list[int] | None, channel: str | None) -> ActionResult:
+        assert self.erp is not None
+        if channel is not None:
+            self._supervisor(channel)
+        return await self.erp.retry_outbox(ids, channel)
+
+    async def dismiss_import_failure(self, failure_id: int) -> ActionResult:
+        assert self.erp is not None
+        return await self.erp.dismiss_import_failure(failure_id)
+
+    async def outbox(
+        self, state: OutboxState | None, channel: str | None, limit: int, after_id: int | None
+    ) -> list[OutboxItem]:
+        assert self.erp is not None
+        return await self.erp.outbox(state, channel, limit, after_id)
+
+    async def problems(self) -> Problems:
+        assert self.erp is not None
+        return await self.erp.problems()
+
+    async def explain(self, channel: str, entity: str, sku: str) -> dict[str, Any]:
+        assert self.erp is not None
+        if channel not in self.settings.channels:
+            raise KeyError(f"no channel {channel!r}")
+        return await self.erp.explain(channel, entity, sku)
+
+    async def query_logs(
+        self,
+        *,
+        channel: str | None,
+        flow: str | None,
+        level: str | None,
+        entity: str | None,
+        entity_id: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        q: str | None,
+        cursor: int | None,
+        limit: int,
+    ) -> LogPage:
+        assert self.logbook is not None
+        return await self.logbook.query(
+            channel=channel,
+            flow=flow,
+            level=level,
+            entity=entity,
+            entity_id=entity_id,
+            since=since,
+            until=until,
+            q=q,
+            cursor=cursor,
+            limit=limit,
+        )
+
+    async def log_rows_after(self, after_id: int, limit: int) -> list[LogRow]:
+        assert self.logbook is not None
+        return await self.logbook.rows_after(after_id, limit)
+
+    async def stock_set(self, sku: str, warehouse: str | None, quantity: int) -> ActionResult:
+        assert self.erp is not None
+        return await self.erp.stock_set(sku, warehouse, quantity)
+
+    async def stock_move(
+        self, sku: str, warehouse: str | None, delta: int, reason: str, reference: str | None
+    ) -> ActionResult:
+        assert self.erp is not None
+        return await self.erp.stock_move(sku, warehouse, delta, reason, reference)
+
+    async def price_set(
+        self,
+        sku: str,
+        list_price: Decimal,
+        sale_price: Decimal | None,
+        cost_price: Decimal | None,
+        promo_price: Decimal | None,
+        promo_start: datetime | None,
+        promo_end: datetime | None,
+    ) -> ActionResult:
+        assert self.erp is not None
+        return await self.erp.price_set(
+            sku, list_price, sale_price, cost_price, promo_price, promo_start, promo_end
+        )
+
+    async def import_products_csv(self, text: str) -> ActionResult:
+        assert self.erp is not None
+        return await self.erp.import_products_csv(text)
+
+    async def invoice_add(
+        self,
+        channel: str,
+        order_number: str,
+        number: str,
+        series: str,
+        access_key: str,
+        issued_at: datetime,
+        danfe_url: str | None,
+        xml_url: str | None,
+    ) -> ActionResult:
+        assert self.erp is not None
+        return await self.erp.invoice_add(
+            channel, order_number, number, series, access_key, issued_at, danfe_url, xml_url
+        )
+
+    async def tracking_add(
+        self, channel: str, order_number: str, carrier: str | None, code: str, url: str | None
+    ) -> ActionResult:
+        assert self.erp is not None
+        return await self.erp.tracking_add(channel, order_number, carrier, code, url)
+
+
+async def _serve(daemon: Daemon) -> int:
+    try:
+        await daemon.run()
+    except StartupError as exc:
+        log.error("daemon.cannot_start", error=str(exc))
+        print(f"storesync: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_daemon(config_path: Path | None, overrides: Mapping[str, Any] | None = None) -> int:
+    """``storesync run``: load settings (raising SettingsError for the CLI to print) and serve."""
+    settings = load_settings(config_path, overrides=overrides)
+    daemon = Daemon(settings, config_path=config_path, overrides=overrides)
+    return asyncio.run(_serve(daemon))
+
+
+__all__ = ["Daemon", "StartupError", "channel_config", "run_daemon"]
