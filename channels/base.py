@@ -75,9 +75,7 @@ class Channel:
     async def aclose(self) -> None:
         """Release connector-held resources; the HttpClient is closed by its owner."""
 
-    async def fetch_orders(
-        self, *, since: datetime | None, page: str | None, limit: int
-    ) -> OrderPage:
+    async def fetch_orders(self, *, since: datetime | None, page: str | None, limit: int) -> OrderPage:
         """One page of orders changed at or after ``since`` (None: from the beginning).
 
         ``page`` is the token a previous call returned for the same ``since``; the flow stores it with

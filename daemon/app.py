@@ -49,7 +49,7 @@ from daemon.statedb import StateDB
 from daemon.store import channels as channels_repo
 from daemon.store import mappings, outbox, stock
 from daemon.store.db import ChangeWatcher
-from daemon.supervisor import OUTBOX_ENTITY_FLOW, ChannelSupervisor
+from daemon.supervisor import OUTBOX_ENTITY_FLOW, START_SPREAD_SECONDS, ChannelSupervisor
 from daemon.syncrate import SyncRate
 from daemon.systemd import Notifier, watchdog_interval
 
@@ -224,7 +224,10 @@ class Daemon:
             supervisor.sync_now(manual=False)
 
     def _on_sighup(self) -> None:
-        self._tasks.append(asyncio.create_task(self.reload(), name="reload"))
+        async def reload() -> None:
+            await self.reload()
+
+        self._tasks.append(asyncio.create_task(reload(), name="reload"))
 
     # --- channels --------------------------------------------------------------------------------
 
@@ -242,7 +245,8 @@ class Daemon:
             for name, channel in self.settings.channels.items():
                 for code in {*channel.stock_warehouses, channel.sale_warehouse}:
                     await stock.ensure_warehouse(conn, code)
-                await mappings.load_mappings(conn, name, channel.mappings)
+                tables: dict[str, dict[str, str | int]] = {k: dict(v) for k, v in channel.mappings.items()}
+                await mappings.load_mappings(conn, name, tables)
 
     def _start_channel(self, name: str, channel: ChannelSettings) -> None:
         assert self.db is not None and self.session is not None
@@ -253,7 +257,7 @@ class Daemon:
             clock=self.clock,
             session=self.session,
             job_factory=build_job,
-            **({} if self.start_spread is None else {"start_spread": self.start_spread}),
+            start_spread=START_SPREAD_SECONDS if self.start_spread is None else self.start_spread,
         )
         rate = self.rates.setdefault(name, SyncRate(self.clock))
         for runner in supervisor.runners.values():

@@ -99,7 +99,9 @@ async def _activity(socket_path: Path, sim_url: str, stop: threading.Event, skus
             tick += 1
             with contextlib.suppress(Exception):
                 if tick % 8 == 0 and skus:
-                    await client.stock_move(rng.choice(skus), "MAIN", rng.choice([-2, -1, 3, 5]), "adjust", "demo")
+                    await client.stock_move(
+                        rng.choice(skus), "MAIN", rng.choice([-2, -1, 3, 5]), "adjust", "demo"
+                    )
                 if tick % 20 == 0:
                     _post_json(f"{sim_url}/__sim__/orders", {"count": 1, "status": "pedido_pago"})
 
@@ -138,8 +140,23 @@ def run_demo(args: argparse.Namespace) -> int:
     socket_path = _socket_path(config)
     python = sys.executable
     simulator = subprocess.Popen(  # noqa: S603
-        [python, "-m", "channels.simulators.lojaintegrada", "--port", str(port), "--orders", "12",
-         "--products", "25", "--rate-limit", str(DEMO_RATE_PER_MINUTE), "--api-key", env["LOJA_CHAVE_API"], "--app-key", env["LOJA_CHAVE_APLICACAO"]],
+        [
+            python,
+            "-m",
+            "channels.simulators.lojaintegrada",
+            "--port",
+            str(port),
+            "--orders",
+            "12",
+            "--products",
+            "25",
+            "--rate-limit",
+            str(DEMO_RATE_PER_MINUTE),
+            "--api-key",
+            env["LOJA_CHAVE_API"],
+            "--app-key",
+            env["LOJA_CHAVE_APLICACAO"],
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -148,7 +165,10 @@ def run_demo(args: argparse.Namespace) -> int:
     stop_activity = threading.Event()
     with daemon_log.open("ab") as log_file:
         daemon = subprocess.Popen(  # noqa: S603
-            [python, "-m", "daemon", "--config", str(config), "run"], env=env, stdout=log_file, stderr=log_file
+            [python, "-m", "daemon", "--config", str(config), "run"],
+            env=env,
+            stdout=log_file,
+            stderr=log_file,
         )
     try:
         _wait_for(lambda: _get_json(f"{sim_url}/__sim__/state") is not None, "the simulator")
@@ -183,7 +203,9 @@ def _front(args: argparse.Namespace, socket_path: Path) -> int:
         try:
             tui = __import__("tui.app", fromlist=["run"])
         except ImportError as exc:
-            print(f"storesync demo: the dashboard is not available ({exc}); following the log", file=sys.stderr)
+            print(
+                f"storesync demo: the dashboard is not available ({exc}); following the log", file=sys.stderr
+            )
         else:
             result: int = tui.run(str(socket_path))
             return result
@@ -199,10 +221,16 @@ async def _follow(socket_path: Path, duration: float) -> int:
             async for event in client.events(after=None):
                 if event.type == "log" and event.log is not None:
                     row = event.log
-                    ids = " ".join(f"{k}={v}" for k, v in (("entity", row.entity), ("id", row.entity_id),
-                                                            ("remote", row.remote_id)) if v)
-                    print(f"{row.ts:%H:%M:%S} {row.level:<7} {row.channel or '-':<6} {row.flow or '-':<13} "
-                          f"{row.event} {ids}", flush=True)
+                    ids = " ".join(
+                        f"{k}={v}"
+                        for k, v in (("entity", row.entity), ("id", row.entity_id), ("remote", row.remote_id))
+                        if v
+                    )
+                    print(
+                        f"{row.ts:%H:%M:%S} {row.level:<7} {row.channel or '-':<6} {row.flow or '-':<13} "
+                        f"{row.event} {ids}",
+                        flush=True,
+                    )
 
         try:
             if deadline is None:

@@ -62,7 +62,9 @@ class ErpService:
         product_id = await self._product_id(sku)
         async with self.db.write() as conn:
             await stock.ensure_warehouse(conn, where)
-            movement_id = await stock.add_movement(conn, product_id, where, delta, reason, reference, now=self.clock.now())
+            movement_id = await stock.add_movement(
+                conn, product_id, where, delta, reason, reference, now=self.clock.now()
+            )
         return ActionResult(
             ok=True,
             message=f"{sku}: {delta:+d} in {where} ({reason})",
@@ -85,7 +87,9 @@ class ErpService:
                 conn, sku, list_price, sale_price, cost_price, promo_price, promo_start, promo_end
             )
         state = "changed" if changed else "unchanged"
-        return ActionResult(ok=True, message=f"{sku}: price {state}", details={"sku": sku, "changed": changed})
+        return ActionResult(
+            ok=True, message=f"{sku}: price {state}", details={"sku": sku, "changed": changed}
+        )
 
     async def import_products_csv(self, text: str) -> ActionResult:
         async with self.db.write() as conn:
@@ -194,7 +198,9 @@ class ErpService:
         self, state: OutboxState | None, channel: str | None, limit: int, after_id: int | None
     ) -> list[OutboxItem]:
         async with self.db.read() as conn:
-            items = await outbox.list_items(conn, state=state, channel=channel, limit=limit, after_id=after_id)
+            items = await outbox.list_items(
+                conn, state=state, channel=channel, limit=limit, after_id=after_id
+            )
         return [
             OutboxItem(
                 id=i.id,
@@ -202,7 +208,7 @@ class ErpService:
                 entity=i.entity,
                 entity_id=i.entity_id,
                 sku=i.sku or i.order_number,
-                state=i.state,  # type: ignore[arg-type]
+                state=i.state,
                 attempts=i.attempts,
                 next_attempt_at=i.next_attempt_at,
                 last_error=i.last_error,
@@ -235,7 +241,8 @@ class ErpService:
                 for f in failures
             ],
             never_integrated=[
-                NeverIntegrated(channel=n.channel, product_id=n.product_id, sku=n.sku, name=n.name) for n in never
+                NeverIntegrated(channel=n.channel, product_id=n.product_id, sku=n.sku, name=n.name)
+                for n in never
             ],
         )
 
@@ -247,8 +254,13 @@ class ErpService:
         async with self.db.read() as conn:
             pushed = await outbox.explain(conn, channel, kind, product_id)
         if pushed is None:
-            return {"channel": channel, "entity": entity, "sku": sku, "pushed": None,
-                    "message": f"nothing has been pushed yet for {sku} on {channel}"}
+            return {
+                "channel": channel,
+                "entity": entity,
+                "sku": sku,
+                "pushed": None,
+                "message": f"nothing has been pushed yet for {sku} on {channel}",
+            }
         return {
             "channel": channel,
             "entity": entity,

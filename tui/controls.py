@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from textual.notifications import SeverityLevel
 
-from daemon.controlapi.client import ControlClient, ControlClientError, DaemonNotRunning
+from daemon.controlapi.client import ControlClient, DaemonNotRunning
 from daemon.controlapi.wire import ActionResult
 from tui.channel_table import Target
 from tui.connection import Connection, describe_error
@@ -78,7 +78,7 @@ class Controls:
         except DaemonNotRunning:
             self._fail(label, self._tr("the daemon is not running"))
             return None
-        except (ControlClientError, OSError, TimeoutError) as exc:
+        except Exception as exc:  # refused, timed out, or an answer that did not parse: say so, never crash
             self._fail(label, describe_error(exc))
             return None
         self._notify(result.message or self._tr("done"), label, "information" if result.ok else "error")

@@ -28,6 +28,9 @@ from tui.ui import Ui, localize_bindings, spawn
 PAGE_SIZE = 200
 WINDOW_ROWS = 500
 FLUSH_SECONDS = 0.25
+FILL_ROWS = 50
+"""A screenful: fewer rows than this after a request means "ask again" (see ``_fill``)."""
+MAX_HOPS = 10
 
 
 class LogView(Vertical):
@@ -86,18 +89,19 @@ class LogView(Vertical):
         spawn(self, partial(self._load_head, self._generation), group="log-load", exclusive=True)
 
     async def _load_head(self, generation: int) -> None:
-        query = self.filter.query()
-        page = await self._fetch(lambda c: c.logs(**query, limit=self.page_size))
+        page = await self._fetch(self._page_request(None))
         if generation != self._generation:
             return
-        self.loading = False
         if page is not None:
             self.loaded = True
             self.window.reset(page)
             # Live rows that raced the page: keep only the newer ones.
             self.window.prepend_live(self._take_live())
             self.table.show_rows(self.window.rows)
-        self._show_status()
+            await self._fill(generation, len(page.rows))
+        if generation == self._generation:
+            self.loading = False
+            self._show_status()
 
     def load_older(self) -> None:
         if self.loading or not self.loaded or not self.window.has_older:
@@ -107,16 +111,36 @@ class LogView(Vertical):
         spawn(self, partial(self._load_older, self._generation), group="log-load", exclusive=False)
 
     async def _load_older(self, generation: int) -> None:
-        query = self.filter.query()
-        cursor = self.window.older_cursor
-        page = await self._fetch(lambda c: c.logs(**query, cursor=cursor, limit=self.page_size))
-        if generation != self._generation:
-            return
-        self.loading = False
-        if page is not None:
+        await self._fill(generation, 0)
+        if generation == self._generation:
+            self.loading = False
+            self._show_status()
+
+    async def _fill(self, generation: int, gained: int) -> None:
+        """Fetches older pages until ``FILL_ROWS`` rows arrived, history ends, or ``MAX_HOPS`` requests.
+
+        The server stops a sparse search at a time budget and answers with a short (even empty) page
+        and a cursor to go on from; asking again a bounded number of times fills the screen without
+        ever walking the whole log.
+        """
+        for _ in range(MAX_HOPS):
+            if gained >= FILL_ROWS or not self.window.has_older:
+                return
+            page = await self._fetch(self._page_request(self.window.older_cursor))
+            if page is None or generation != self._generation:
+                return
             self.window.append_older(page)
             self.table.show_rows(self.window.rows)
-        self._show_status()
+            gained += len(page.rows)
+
+    def _page_request(self, cursor: int | None) -> Callable[[ControlClient], Awaitable[LogPage]]:
+        """One ``/logs`` page under the current filter, bound now (the filter may change meanwhile)."""
+        query, limit = self.filter.query(), self.page_size
+
+        def request(client: ControlClient) -> Awaitable[LogPage]:
+            return client.logs(**query, cursor=cursor, limit=limit)
+
+        return request
 
     async def _fetch(self, request: Callable[[ControlClient], Awaitable[LogPage]]) -> LogPage | None:
         try:

@@ -8,9 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-FlowState = Literal[
-    "idle", "running", "backing_off", "paused", "disabled", "circuit_open", "needs_reauth"
-]
+FlowState = Literal["idle", "running", "backing_off", "paused", "disabled", "circuit_open", "needs_reauth"]
 Level = Literal["debug", "info", "warning", "error", "critical"]
 OutboxState = Literal["pending", "sent", "failed", "parked"]
 

@@ -27,7 +27,9 @@ def implemented_flows() -> frozenset[FlowName]:
     return frozenset(_JOBS)
 
 
-def build_job(flow: FlowName, config: ChannelConfig, connector: Channel, db: StateDB, clock: Clock) -> FlowJob:
+def build_job(
+    flow: FlowName, config: ChannelConfig, connector: Channel, db: StateDB, clock: Clock
+) -> FlowJob:
     try:
         job_class = _JOBS[flow]
     except KeyError:

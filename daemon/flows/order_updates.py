@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import ClassVar
 
 import aiosqlite
 
@@ -18,7 +19,7 @@ from daemon.store.outbox import Entity, OutboxRow
 
 
 class OrderUpdatesJob(PushJob[OrderUpdatePush]):
-    entity: Entity = "order_update"
+    entity: ClassVar[Entity] = "order_update"
     flow = FlowName.ORDER_UPDATES
     binds_products = False
 

@@ -60,7 +60,9 @@ class OrdersJob:
         async with self.db.read() as conn:
             cursor = await sync_state.load(conn, self.channel, self.flow.value)
         if not cursor.in_window:
-            cursor = replace(cursor, window_since=self._window_start(cursor), page_token=None, window_max=None)
+            cursor = replace(
+                cursor, window_since=self._window_start(cursor), page_token=None, window_max=None
+            )
         for _ in range(MAX_PAGES_PER_RUN):
             page = await self.connector.fetch_orders(
                 since=cursor.window_since, page=cursor.page_token, limit=run.batch_size
@@ -102,7 +104,9 @@ class OrdersJob:
                     imported.append((order, outcome))
                     known.add(order.remote_id)
             for record in page.rejected:
-                await import_failures.record(conn, self.channel, "order", record.remote_id, record.error, record.raw, now)
+                await import_failures.record(
+                    conn, self.channel, "order", record.remote_id, record.error, record.raw, now
+                )
                 parked.append((record.remote_id, record.error))
             await import_failures.resolve_many(
                 conn, self.channel, "order", [order.remote_id for order, _ in imported]
@@ -138,7 +142,13 @@ class OrdersJob:
         except (OrderImportError, StoreError, ValueError) as exc:
             reason = str(exc) or type(exc).__name__
             await import_failures.record(
-                conn, self.channel, "order", order.remote_id, reason, order.raw or order.model_dump(mode="json"), now
+                conn,
+                self.channel,
+                "order",
+                order.remote_id,
+                reason,
+                order.raw or order.model_dump(mode="json"),
+                now,
             )
             return reason
 
@@ -150,8 +160,17 @@ class OrdersJob:
         done = failed = 0
         for remote_id in retry:
             fetched = await self.connector.fetch_order(remote_id)
-            page = OrderPage(orders=(fetched,)) if isinstance(fetched, RemoteOrder) else OrderPage(
-                orders=(), rejected=(fetched if isinstance(fetched, RejectedRecord) else RejectedRecord(remote_id=remote_id, error="not found"),)
+            page = (
+                OrderPage(orders=(fetched,))
+                if isinstance(fetched, RemoteOrder)
+                else OrderPage(
+                    orders=(),
+                    rejected=(
+                        fetched
+                        if isinstance(fetched, RejectedRecord)
+                        else RejectedRecord(remote_id=remote_id, error="not found"),
+                    ),
+                )
             )
             now = self.clock.now()
             async with self.db.write() as conn:
@@ -174,7 +193,9 @@ class OrdersJob:
                             remote_id=remote_id,
                         )
                 for record in page.rejected:
-                    await import_failures.record(conn, self.channel, "order", remote_id, record.error, record.raw, now)
+                    await import_failures.record(
+                        conn, self.channel, "order", remote_id, record.error, record.raw, now
+                    )
                     failed += 1
         return done, failed
 

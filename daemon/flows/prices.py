@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import ClassVar
 
 import aiosqlite
 
@@ -16,7 +17,7 @@ from daemon.store.outbox import Entity, OutboxRow
 
 
 class PricesJob(PushJob[PricePush]):
-    entity: Entity = "price"
+    entity: ClassVar[Entity] = "price"
     flow = FlowName.PRICES
     _checked_until: datetime | None = None
 
@@ -40,7 +41,9 @@ class PricesJob(PushJob[PricePush]):
             waits.append(max(0.0, (boundary - now).total_seconds()) + 0.01)
         return min(waits) if waits else None
 
-    async def prepare(self, conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime) -> Plan[PricePush]:
+    async def prepare(
+        self, conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime
+    ) -> Plan[PricePush]:
         ids = [row.entity_id for row in rows]
         products = await catalog.get_products(conn, ids)
         figures = await prices.effective_prices(conn, ids, self.config.price_adjust_percent, now)
@@ -70,7 +73,10 @@ class PricesJob(PushJob[PricePush]):
                     ),
                 )
             )
-            value = {"list": str(figure.list_price), "sale": None if figure.sale_price is None else str(figure.sale_price)}
+            value = {
+                "list": str(figure.list_price),
+                "sale": None if figure.sale_price is None else str(figure.sale_price),
+            }
             plan.facts[product.id] = {"value": value, "explanation": figure.explanation}
         return plan
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import ClassVar
 
 import aiosqlite
 
@@ -15,10 +16,12 @@ from daemon.store.outbox import Entity, OutboxRow
 
 
 class ProductsJob(PushJob[ProductPush]):
-    entity: Entity = "product"
+    entity: ClassVar[Entity] = "product"
     flow = FlowName.PRODUCTS
 
-    async def prepare(self, conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime) -> Plan[ProductPush]:
+    async def prepare(
+        self, conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime
+    ) -> Plan[ProductPush]:
         ids = [row.entity_id for row in rows]
         products = await catalog.get_products(conn, ids)
         remote = await bindings.remote_ids(conn, self.channel, "product", ids)
@@ -50,7 +53,9 @@ class ProductsJob(PushJob[ProductPush]):
 
     async def after_success(self, conn, done, plan, now):  # type: ignore[no-untyped-def]
         await super().after_success(conn, done, plan, now)
-        newly_bound = [row.entity_id for row, item, result in done if item.remote_id is None and result.remote_id]
+        newly_bound = [
+            row.entity_id for row, item, result in done if item.remote_id is None and result.remote_id
+        ]
         if newly_bound:
             await outbox.enqueue(conn, self.channel, "stock", newly_bound)
             await outbox.enqueue(conn, self.channel, "price", newly_bound)

@@ -69,25 +69,36 @@ class PushJob(ABC, Generic[ItemT]):
         return self.config.name
 
     @abstractmethod
-    async def prepare(self, conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime) -> Plan[ItemT]:
+    async def prepare(
+        self, conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime
+    ) -> Plan[ItemT]:
         """Read what each row needs from the store (batched: a few queries for the whole batch)."""
 
     @abstractmethod
     async def send(self, items: Sequence[ItemT]) -> list[PushResult]: ...
 
     async def after_success(
-        self, conn: aiosqlite.Connection, done: Sequence[tuple[OutboxRow, ItemT, PushResult]], plan: Plan[ItemT], now: datetime
+        self,
+        conn: aiosqlite.Connection,
+        done: Sequence[tuple[OutboxRow, ItemT, PushResult]],
+        plan: Plan[ItemT],
+        now: datetime,
     ) -> None:
         """Record what the channel accepted (bindings, pushed values); runs in the settle transaction."""
         new_bindings = [
             (row.entity_id, result.remote_id)
             for row, item, result in done
-            if self.binds_products and result.remote_id and getattr(item, "remote_id", None) != result.remote_id
+            if self.binds_products
+            and result.remote_id
+            and getattr(item, "remote_id", None) != result.remote_id
         ]
         if new_bindings:
             await bindings.set_bindings(conn, self.channel, "product", new_bindings)
-        facts = [(row.entity_id, plan.facts[row.entity_id]["value"], plan.facts[row.entity_id]["explanation"])
-                 for row, _, _ in done if row.entity_id in plan.facts]
+        facts = [
+            (row.entity_id, plan.facts[row.entity_id]["value"], plan.facts[row.entity_id]["explanation"])
+            for row, _, _ in done
+            if row.entity_id in plan.facts
+        ]
         if facts:
             await outbox.record_pushed(conn, self.channel, self.entity, facts, now)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import ClassVar
 
 import aiosqlite
 
@@ -15,10 +16,12 @@ from daemon.store.outbox import Entity, OutboxRow
 
 
 class StockJob(PushJob[StockPush]):
-    entity: Entity = "stock"
+    entity: ClassVar[Entity] = "stock"
     flow = FlowName.STOCK
 
-    async def prepare(self, conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime) -> Plan[StockPush]:
+    async def prepare(
+        self, conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime
+    ) -> Plan[StockPush]:
         ids = [row.entity_id for row in rows]
         products = await catalog.get_products(conn, ids)
         figures = await stock.available_to_promise(

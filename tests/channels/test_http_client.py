@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from aioresponses import aioresponses
-from channel_support import AUTH_OK, MOCK, ClientPool, make_context, running_sim, wait_until
 from pydantic import SecretStr
 
 from channels.base import AuthError, ChannelError, PermanentError, RateLimited, TransientError
@@ -21,6 +20,7 @@ from channels.http import RequestEvent, error_message_from_body, parse_retry_aft
 from channels.models import Priority
 from channels.simulators.lojaintegrada import LojaIntegradaSimulator
 from daemon.clock import FakeClock
+from tests.channels.channel_support import AUTH_OK, MOCK, ClientPool, make_context, running_sim, wait_until
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from aioresponses import aioresponses
-from channel_support import API_KEY, APP_KEY, MOCK, ClientPool, make_context
 from pydantic import SecretStr
 
 from channels.base import AuthError
 from channels.lojaintegrada import DEFAULT_PAID_STATUSES, LojaIntegradaChannel
 from channels.models import PricePush, ProductPush, StockPush
+from tests.channels.channel_support import API_KEY, APP_KEY, MOCK, ClientPool, make_context
 
 DETAIL: dict[str, Any] = {
     "numero": 1234,

@@ -14,7 +14,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from channel_support import API_KEY, APP_KEY, AUTH_OK, ClientPool, make_context, running_sim
 
 from channels.lojaintegrada import LojaIntegradaChannel
 from channels.models import (
@@ -28,6 +27,7 @@ from channels.models import (
 )
 from channels.simulators.lojaintegrada import LojaIntegradaSimulator, make_cnpj, make_cpf, nfe_key_is_valid
 from daemon.clock import FakeClock
+from tests.channels.channel_support import API_KEY, APP_KEY, AUTH_OK, ClientPool, make_context, running_sim
 
 
 def cpf_ok(doc: str) -> bool:

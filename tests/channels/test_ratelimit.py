@@ -6,11 +6,11 @@ import asyncio
 import functools
 
 import pytest
-from channel_support import wait_until
 
 from channels.models import Priority
 from channels.ratelimit import RateLimiter, default_burst
 from daemon.clock import FakeClock
+from tests.channels.channel_support import wait_until
 
 
 def _waiting_is(limiter: RateLimiter, count: int) -> bool:

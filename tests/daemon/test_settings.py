@@ -73,7 +73,7 @@ def test_root_settings_file_loads_with_its_two_secrets(registry: SecretRegistry)
     assert settings.log_db_path == ROOT / "var" / "storesync-log.db"
     assert settings.socket_path == ROOT / "var" / "control.sock"
     assert settings.daemon.locale == "pt_BR"
-    assert settings.daemon.shutdown_timeout == 20.0
+    assert settings.daemon.shutdown_timeout == 5.0
     assert settings.defaults.cursor_lookback == 600.0
     loja = settings.channels["loja"]
     assert loja.kind == "lojaintegrada"

@@ -6,10 +6,10 @@ from decimal import Decimal
 
 import aiosqlite
 import pytest
-from store_support import ean13, outbox_rows, product
 
 from daemon.store import catalog, prices, stock
 from daemon.store.errors import AmbiguousProduct
+from tests.store.store_support import ean13, outbox_rows, product
 
 
 async def test_upsert_writes_only_real_changes(conn: aiosqlite.Connection) -> None:

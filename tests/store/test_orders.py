@@ -6,12 +6,12 @@ from decimal import Decimal
 
 import aiosqlite
 import pytest
-from store_support import NOW, VALID_CNPJ, nfe_key, outbox_rows, product, remote_order
 
 from channels.models import RemoteOrder, RemoteShipment
 from daemon.store import bindings, catalog, customers, mappings, orders, stock
 from daemon.store.db import transaction
 from daemon.store.errors import InvalidCustomerDocument, InvalidData, OrderImportError, UnknownProduct
+from tests.store.store_support import NOW, VALID_CNPJ, nfe_key, outbox_rows, product, remote_order
 
 STATUS = {
     "paid": "pedido_pago",
@@ -153,7 +153,7 @@ async def test_missing_products_can_be_created_off_the_channels(conn: aiosqlite.
 
 
 async def test_items_link_by_binding_then_by_ean(conn: aiosqlite.Connection) -> None:
-    from store_support import ean13
+    from tests.store.store_support import ean13
 
     ean = ean13("789100000009")
     bound = await product(conn, "BOUND")

@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import aiosqlite
 import pytest
-from store_support import NOW, outbox_rows, product
 
 from daemon.store import outbox, prices, stock
 from daemon.store.channels import sync_channels
+from tests.store.store_support import NOW, outbox_rows, product
 
 
 async def _clear(conn: aiosqlite.Connection) -> None:

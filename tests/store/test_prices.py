@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import aiosqlite
 import pytest
-from store_support import NOW, outbox_rows, product
 
 from daemon.store import prices
 from daemon.store.errors import InvalidData
+from tests.store.store_support import NOW, outbox_rows, product
 
 START = NOW + timedelta(days=1)
 END = NOW + timedelta(days=3)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import aiosqlite
 import pytest
-from store_support import NOW, VALID_CNPJ, VALID_CPF, nfe_key, product
 
 from daemon.store import bindings, import_failures, mappings, problems, sync_state, tokens
 from daemon.store._documents import _fallback_is_valid_nfe_key, _fallback_validate_document
 from daemon.store.db import transaction
 from daemon.store.errors import BindingConflict, InvalidData
+from tests.store.store_support import NOW, VALID_CNPJ, VALID_CPF, nfe_key, product
 
 
 async def test_bindings(conn: aiosqlite.Connection) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import aiosqlite
 import pytest
-from store_support import NOW, outbox_rows, product, remote_order
 
 from daemon.store import catalog, orders, stock
 from daemon.store.errors import InvalidData, NotFoundError, UnknownWarehouse
+from tests.store.store_support import NOW, outbox_rows, product, remote_order
 
 
 async def test_set_stock_writes_the_difference_as_a_movement(conn: aiosqlite.Connection) -> None:

@@ -1,5 +1,6 @@
 """Fixtures for the dashboard tests: the real ControlServer on a short temporary socket, backed by
-FakeRuntime (swap ``make_runtime`` for the real daemon and simulator when it is wired)."""
+FakeRuntime. To run them against the real daemon and simulator, replace the ``runtime`` and ``server``
+fixtures; the tests use only the Runtime protocol plus FakeRuntime's recorded calls and state."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from fake_runtime import FakeRuntime
 
 from daemon.controlapi.server import ControlServer
+from tests.tui.fake_runtime import FakeRuntime
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from fake_runtime import FakeRuntime
 
 from daemon.controlapi.client import ControlClient
 from daemon.controlapi.server import ControlServer
 from daemon.controlapi.wire import DaemonStatus, LogRow
 from daemon.events import EventBus
+from tests.tui.fake_runtime import FakeRuntime
 from tui.connection import Backoff, Connection, LinkInfo, LinkState
 
 

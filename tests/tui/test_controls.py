@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fake_runtime import FakeRuntime
-from tui_support import go_to_row, loaded, make_app, screen_text, wait_for_toast, wait_until
 
 from daemon.controlapi.server import ControlServer
+from tests.tui.fake_runtime import FakeRuntime
+from tests.tui.tui_support import go_to_row, loaded, make_app, screen_text, wait_for_toast, wait_until
 from tui.dialogs import ConfirmDialog, SkuDialog
 from tui.screen_help import HelpScreen
 

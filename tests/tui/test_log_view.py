@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from fake_runtime import T0, FakeRuntime, scenario_logs
 from textual.widgets import Input, Select
-from tui_support import loaded, make_app, screen_text, wait_until
 
 from daemon.controlapi.server import ControlServer
+from daemon.controlapi.wire import LogPage
+from tests.tui.fake_runtime import T0, FakeRuntime, scenario_logs
+from tests.tui.tui_support import loaded, make_app, screen_text, wait_until
 from tui.dialog_detail import LogDetailDialog
 from tui.dialog_filter import FilterDialog
-from tui.view_log import PAGE_SIZE, WINDOW_ROWS
+from tui.view_log import FILL_ROWS, PAGE_SIZE, WINDOW_ROWS
 
 SIZE = (120, 36)
 NO_FILTER = {
@@ -178,3 +180,29 @@ async def test_log_shows_the_error_and_recovers_when_the_daemon_returns(
         finally:
             await server.stop()
         assert app.log_view.window.rows[0].id == 1200
+
+
+class BudgetedRuntime(FakeRuntime):
+    """Answers like the real log query when its time budget runs out: short pages with a cursor."""
+
+    async def query_logs(self, **kwargs: Any) -> LogPage:
+        page = await super().query_logs(**kwargs)
+        rows = page.rows[:5]
+        return LogPage(rows=rows, next_cursor=rows[-1].id if rows else page.next_cursor)
+
+
+async def test_short_pages_are_followed_up_to_a_screenful(socket_path: Path) -> None:
+    runtime = BudgetedRuntime(logs=scenario_logs(1200))
+    server = ControlServer(runtime, socket_path, heartbeat_interval=0.5)
+    await server.start()
+    try:
+        app = make_app(socket_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: loaded(app) and not app.log_view.loading)
+            queries = runtime.log_queries
+            assert len(app.log_view.window.rows) == FILL_ROWS
+            assert len(queries) == FILL_ROWS // 5
+            cursors = [q["cursor"] for q in queries]
+            assert cursors == [None, *(1196 - 5 * i for i in range(FILL_ROWS // 5 - 1))]
+    finally:
+        await server.stop()

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fake_runtime import FakeRuntime
 from textual.widgets import Header
-from tui_support import loaded, make_app, screen_text, wait_until
 
 from daemon.controlapi.server import ControlServer
 from daemon.events import EventBus
+from tests.tui.fake_runtime import FakeRuntime
+from tests.tui.tui_support import loaded, make_app, screen_text, wait_until
 from tui.connection import LinkState
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_runtime import FakeRuntime
 from textual.pilot import Pilot
-from tui_support import loaded, make_app, wait_until
 
 from daemon.controlapi.server import ControlServer
+from tests.tui.fake_runtime import FakeRuntime
+from tests.tui.tui_support import loaded, make_app, wait_until
 from tui.app import StoresyncApp
 from tui.connection import Backoff, LinkState
 

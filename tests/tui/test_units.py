@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fake_runtime import T0, scenario_logs
-from tui_support import SAO_PAULO
 
 from daemon.controlapi.wire import LogPage, LogRow
+from tests.tui.fake_runtime import T0, scenario_logs
+from tests.tui.tui_support import SAO_PAULO
 from tui import channel_table, log_table, screen_help, ui, view_problems
 from tui.connection import Backoff
 from tui.fmt import Formatter, duration

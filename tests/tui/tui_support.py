@@ -8,9 +8,9 @@ from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from fake_runtime import T0
 from textual.pilot import Pilot
 
+from tests.tui.fake_runtime import T0
 from tui.app import StoresyncApp
 from tui.connection import Backoff
 
