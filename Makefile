@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy daemon channels tui tests bench
+	$(BIN)/mypy daemon channels tui tests $(wildcard bench)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q

@@ -104,6 +104,7 @@ class ChannelSupervisor:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self.connector.aclose()
         await self.http.aclose()
+        await self.limiter.aclose()
         log.info("channel.stopped", channel=self.name)
 
     def flow(self, name: str) -> FlowRunner:
