@@ -56,7 +56,9 @@ class World:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    sim = LojaIntegradaSimulator(API_KEY, APP_KEY, orders=0, products=6, seed=3, rate_limit_per_minute=100_000)
+    sim = LojaIntegradaSimulator(
+        API_KEY, APP_KEY, orders=0, products=6, seed=3, rate_limit_per_minute=100_000
+    )
     await sim.start()
     db = await StateDB.open(tmp_path / "storesync.db")
     context = make_context(sim.url)
@@ -78,7 +80,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         await mappings.load_mappings(conn, "loja", {"status": STATUS_MAP})
         skus = [p["sku"] for p in sim.state()["products"]]
         rows = "\n".join(f"{sku},Produto {sku},10.00,,{5 + i},MAIN" for i, sku in enumerate(skus))
-        report = await catalog.import_products_csv(conn, "sku,name,list_price,sale_price,stock,warehouse\n" + rows)
+        report = await catalog.import_products_csv(
+            conn, "sku,name,list_price,sale_price,stock,warehouse\n" + rows
+        )
         assert not report.errors
     try:
         yield World(db, sim, connector, config)
@@ -113,7 +117,11 @@ async def test_one_bad_item_does_not_fail_the_batch(world: World) -> None:
     result = await world.run(FlowName.STOCK)
     assert result.done == 6 and result.failed == 1
     async with world.db.read() as conn:
-        bad = [i for i in await outbox.list_items(conn, channel="loja", entity="stock") if i.sku == "NOT-ON-CHANNEL"]
+        bad = [
+            i
+            for i in await outbox.list_items(conn, channel="loja", entity="stock")
+            if i.sku == "NOT-ON-CHANNEL"
+        ]
     assert bad[0].state in ("failed", "parked") and "NOT-ON-CHANNEL" in (bad[0].last_error or "")
 
 
@@ -154,7 +162,9 @@ async def test_orders_import_filters_statuses_and_is_idempotent(world: World) ->
     again = await world.run(FlowName.ORDERS)  # the lookback window overlaps: nothing new, nothing twice
     assert again.done == 0
     async with world.db.read() as conn:
-        counts = await conn.execute_fetchall("SELECT COUNT(*), (SELECT COUNT(*) FROM order_items) FROM orders")
+        counts = await conn.execute_fetchall(
+            "SELECT COUNT(*), (SELECT COUNT(*) FROM order_items) FROM orders"
+        )
     assert tuple(counts[0]) == (2, 2)
 
 
@@ -209,8 +219,11 @@ async def test_order_updates_push_invoice_and_tracking_once_and_never_echo(world
     # The next pull sees our own change come back: it must not queue another push.
     await world.run(FlowName.ORDERS)
     async with world.db.read() as conn:
-        pending = [i for i in await outbox.list_items(conn, channel="loja", entity="order_update")
-                   if i.state == "pending"]
+        pending = [
+            i
+            for i in await outbox.list_items(conn, channel="loja", entity="order_update")
+            if i.state == "pending"
+        ]
     assert pending == []
     assert (await world.run(FlowName.ORDER_UPDATES)).done == 0
 
