@@ -156,14 +156,14 @@ async def test_orders_import_filters_statuses_and_is_idempotent(world: World) ->
     assert first.done == 2
     async with world.db.read() as conn:
         imported = await orders.existing_remote_ids(conn, "loja", [str(n) for n in paid])
-        rows = await conn.execute_fetchall("SELECT COUNT(*) FROM orders")
+        rows = list(await conn.execute_fetchall("SELECT COUNT(*) FROM orders"))
     assert imported == {str(n) for n in paid}
     assert rows[0][0] == 2
     again = await world.run(FlowName.ORDERS)  # the lookback window overlaps: nothing new, nothing twice
     assert again.done == 0
     async with world.db.read() as conn:
-        counts = await conn.execute_fetchall(
-            "SELECT COUNT(*), (SELECT COUNT(*) FROM order_items) FROM orders"
+        counts = list(
+            await conn.execute_fetchall("SELECT COUNT(*), (SELECT COUNT(*) FROM order_items) FROM orders")
         )
     assert tuple(counts[0]) == (2, 2)
 
@@ -240,7 +240,7 @@ async def test_products_flow_links_existing_products_by_sku_instead_of_duplicati
     await world.drain(FlowName.PRODUCTS)
     assert len(world.sim.state()["products"]) == before
     async with world.db.read() as conn:
-        rows = await conn.execute_fetchall("SELECT COUNT(*) FROM bindings WHERE entity = 'product'")
+        rows = list(await conn.execute_fetchall("SELECT COUNT(*) FROM bindings WHERE entity = 'product'"))
     assert rows[0][0] == before
     rng = random.Random(1)
     assert rng  # deterministic data above; nothing random in the assertions
