@@ -73,12 +73,21 @@ class PricesJob(PushJob[PricePush]):
                     ),
                 )
             )
-            value = {
-                "list": str(figure.list_price),
-                "sale": None if figure.sale_price is None else str(figure.sale_price),
-            }
-            plan.facts[product.id] = {"value": value, "explanation": figure.explanation}
+            plan.facts[product.id] = {"value": self._value(figure), "explanation": figure.explanation}
         return plan
+
+    async def current_values(
+        self, conn: aiosqlite.Connection, product_ids: Sequence[int], now: datetime
+    ) -> dict[int, object]:
+        figures = await prices.effective_prices(
+            conn, list(product_ids), self.config.price_adjust_percent, now
+        )
+        return {pid: self._value(figure) for pid, figure in figures.items()}
+
+    @staticmethod
+    def _value(figure: prices.PriceFigure) -> dict[str, str | None]:
+        sale = None if figure.sale_price is None else str(figure.sale_price)
+        return {"list": str(figure.list_price), "sale": sale}
 
     async def send(self, items: Sequence[PricePush]) -> list[PushResult]:
         return await self.connector.push_prices(items)

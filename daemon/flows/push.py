@@ -26,6 +26,7 @@ from daemon.store import bindings, outbox
 from daemon.store.outbox import Entity, OutboxRow
 
 ItemT = TypeVar("ItemT")
+SWEEP_CHUNK = 2000
 
 
 @dataclass
@@ -105,6 +106,46 @@ class PushJob(ABC, Generic[ItemT]):
     async def before_claim(self, run: RunContext, now: datetime) -> None:
         """Hook for flows that queue work on a schedule (promotions starting)."""
 
+    async def current_values(
+        self, conn: aiosqlite.Connection, product_ids: Sequence[int], now: datetime
+    ) -> dict[int, object]:
+        """What would be pushed now, per product; flows that sweep override this."""
+        return {}
+
+    async def sweep(self, run: RunContext, now: datetime) -> int:
+        """Queue every linked product whose value drifted from what the channel was last sent.
+
+        Triggers catch every write, but not everything that changes a value (a reload that moves a
+        warehouse, a buffer or an adjustment percent); the interval run is the safety net.
+        """
+        after, queued = 0, 0
+        while True:
+            async with self.db.read() as conn:
+                rows = list(
+                    await conn.execute_fetchall(
+                        "SELECT b.local_id FROM bindings b JOIN products p ON p.id = b.local_id "
+                        "WHERE b.channel = ? AND b.entity = 'product' AND p.sync_enabled AND b.local_id > ? "
+                        "ORDER BY b.local_id LIMIT ?",
+                        (self.channel, after, SWEEP_CHUNK),
+                    )
+                )
+                ids = [int(r[0]) for r in rows]
+                if not ids:
+                    break
+                values = await self.current_values(conn, ids, now)
+                pushed = await outbox.pushed_values(conn, self.channel, self.entity, ids)
+            drifted = [
+                pid for pid, value in values.items() if pid not in pushed or pushed[pid].value != value
+            ]
+            if drifted:
+                async with self.db.write() as conn:
+                    await outbox.enqueue(conn, self.channel, self.entity, drifted)
+                queued += len(drifted)
+            after = ids[-1]
+        if queued:
+            run.log.info(f"{self.entity}.sweep_queued", count=queued)
+        return queued
+
     async def wake_in(self, conn: aiosqlite.Connection, now: datetime) -> float | None:
         due = await outbox.next_due_at(conn, self.channel, self.entity)
         return None if due is None else max(0.0, (due - now).total_seconds())
@@ -115,7 +156,12 @@ class PushJob(ABC, Generic[ItemT]):
         async with self.db.read() as conn:
             rows = await outbox.claim_due(conn, self.channel, self.entity, run.batch_size, now)
             if not rows:
-                return RunResult(wake_in=await self.wake_in(conn, now))
+                wake_in = await self.wake_in(conn, now)
+        if not rows:
+            if run.sweep and await self.sweep(run, now):
+                return RunResult(more=True)
+            return RunResult(wake_in=wake_in)
+        async with self.db.read() as conn:
             plan = await self.prepare(conn, rows, now)
         results = await self.send([item for _, item in plan.send]) if plan.send else []
         by_local_id = {result.local_id: result for result in results}

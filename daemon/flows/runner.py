@@ -47,6 +47,8 @@ class RunContext:
     run_id: str
     batch_size: int
     log: structlog.typing.FilteringBoundLogger
+    sweep: bool = False
+    """This run comes from the interval, not from a wake-up: push flows check for drift."""
 
 
 class FlowJob(Protocol):
@@ -97,6 +99,7 @@ class FlowRunner:
         self._manual_requested = False
         self._last_start_mono: float | None = None
         self._running_now = False
+        self._last_sweep_mono: float | None = None
         self.on_items: Callable[[int], None] | None = None
         """Told how many items each successful run synced (the channel's per-minute figures)."""
 
@@ -170,7 +173,9 @@ class FlowRunner:
         self._running_now = True
         run_id = uuid.uuid4().hex[:12]
         bound = log.bind(channel=self.channel, flow=self.flow.value, run_id=run_id)
-        context = RunContext(self.channel, self.flow, run_id, self.timing.batch_size, bound)
+        context = RunContext(
+            self.channel, self.flow, run_id, self.timing.batch_size, bound, sweep=self._interval_due()
+        )
         try:
             result = await self.job.run_once(context)
         except AuthError as exc:
@@ -219,6 +224,14 @@ class FlowRunner:
         if result.wake_in is not None:
             return max(0.0, min(self.timing.interval, result.wake_in))
         return self.timing.interval
+
+    def _interval_due(self) -> bool:
+        """True on the first run and whenever a full interval passed since the last sweep."""
+        now = self.clock.monotonic()
+        if self._last_sweep_mono is None or now - self._last_sweep_mono >= self.timing.interval:
+            self._last_sweep_mono = now
+            return True
+        return False
 
     def _failed(self, message: str) -> None:
         self.consecutive_failures += 1

@@ -49,5 +49,13 @@ class StockJob(PushJob[StockPush]):
             plan.facts[product.id] = {"value": figure.quantity, "explanation": figure.explanation}
         return plan
 
+    async def current_values(
+        self, conn: aiosqlite.Connection, product_ids: Sequence[int], now: datetime
+    ) -> dict[int, object]:
+        figures = await stock.available_to_promise(
+            conn, list(product_ids), list(self.config.stock_warehouses), self.config.stock_buffer
+        )
+        return {pid: figure.quantity for pid, figure in figures.items()}
+
     async def send(self, items: Sequence[StockPush]) -> list[PushResult]:
         return await self.connector.push_stock(items)

@@ -35,10 +35,10 @@ class World:
     connector: LojaIntegradaChannel
     config: ChannelConfig
 
-    async def run(self, flow: FlowName, batch_size: int = 50) -> RunResult:
+    async def run(self, flow: FlowName, batch_size: int = 50, *, sweep: bool = False) -> RunResult:
         job = build_job(flow, self.config, self.connector, self.db, SYSTEM_CLOCK)
         log = structlog.get_logger("test").bind(channel="loja", flow=flow.value)
-        return await job.run_once(RunContext("loja", flow, "run1", batch_size, log))
+        return await job.run_once(RunContext("loja", flow, "run1", batch_size, log, sweep=sweep))
 
     async def drain(self, flow: FlowName) -> None:
         for _ in range(20):
@@ -244,3 +244,17 @@ async def test_products_flow_links_existing_products_by_sku_instead_of_duplicati
     assert rows[0][0] == before
     rng = random.Random(1)
     assert rng  # deterministic data above; nothing random in the assertions
+
+
+async def test_interval_sweep_pushes_values_that_drifted_without_a_trigger(world: World) -> None:
+    await world.drain(FlowName.PRODUCTS)  # link every product
+    await world.drain(FlowName.STOCK)
+    first = skus(world)[0]
+    assert world.sim_stock(first) == 5
+    world.config = replace(world.config, stock_buffer=2)  # a reload changed the safety buffer
+    assert (await world.run(FlowName.STOCK)).done == 0  # a wake-up run: nothing queued, nothing sent
+    swept = await world.run(FlowName.STOCK, sweep=True)
+    assert swept.more  # drift found and queued
+    await world.drain(FlowName.STOCK)
+    assert world.sim_stock(first) == 3
+    assert (await world.run(FlowName.STOCK, sweep=True)).more is False  # nothing drifts any more
