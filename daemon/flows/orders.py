@@ -12,18 +12,14 @@ so fixing the cause (creating the product, say) lets them in without operator wo
 
 from __future__ import annotations
 
-import random
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 import aiosqlite
 
-from channels.base import Channel
 from channels.models import FlowName, OrderPage, RejectedRecord, RemoteOrder
-from daemon.clock import Clock
-from daemon.flows.config import ChannelConfig
+from daemon.flows.job import ChannelJob
 from daemon.flows.runner import RunContext, RunResult
-from daemon.statedb import StateDB
 from daemon.store import import_failures, mappings, orders, sync_state
 from daemon.store.errors import OrderImportError, StoreError
 from daemon.store.sync_state import Cursor
@@ -32,28 +28,8 @@ MAX_PAGES_PER_RUN = 20
 PARKED_RETRIES_PER_RUN = 10
 
 
-class OrdersJob:
+class OrdersJob(ChannelJob):
     flow = FlowName.ORDERS
-
-    def __init__(
-        self,
-        config: ChannelConfig,
-        connector: Channel,
-        db: StateDB,
-        clock: Clock,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.config = config
-        self.connector = connector
-        self.db = db
-        self.clock = clock
-
-    def update_config(self, config: ChannelConfig) -> None:
-        self.config = config
-
-    @property
-    def channel(self) -> str:
-        return self.config.name
 
     async def run_once(self, run: RunContext) -> RunResult:
         done, failed = await self._retry_parked(run)

@@ -12,7 +12,7 @@ import aiosqlite
 from channels.models import FlowName, PricePush, PushResult
 from daemon.flows.push import Plan, PushJob
 from daemon.flows.runner import RunContext
-from daemon.store import bindings, catalog, outbox, prices
+from daemon.store import bindings, outbox, prices
 from daemon.store.outbox import Entity, OutboxRow
 
 
@@ -44,19 +44,15 @@ class PricesJob(PushJob[PricePush]):
     async def prepare(
         self, conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime
     ) -> Plan[PricePush]:
-        ids = [row.entity_id for row in rows]
-        products = await catalog.get_products(conn, ids)
+        plan: Plan[PricePush] = Plan()
+        found = await self.synced_products(conn, rows, plan)
+        ids = [product.id for _, product in found]
         figures = await prices.effective_prices(conn, ids, self.config.price_adjust_percent, now)
         remote = await bindings.remote_ids(conn, self.channel, "product", ids)
-        plan: Plan[PricePush] = Plan()
-        for row in rows:
-            product = products.get(row.entity_id)
-            figure = figures.get(row.entity_id)
-            if product is None:
-                plan.refuse.append((row, f"product {row.entity_id} no longer exists"))
-                continue
-            if not product.sync_enabled or figure is None:
-                plan.skip.append(row)  # nothing to say until the product is synced and has a price
+        for row, product in found:
+            figure = figures.get(product.id)
+            if figure is None:
+                plan.skip.append(row)  # nothing to say until the product has a price
                 continue
             plan.send.append(
                 (

@@ -11,7 +11,7 @@ import aiosqlite
 
 from channels.models import FlowName, ProductPush, PushResult
 from daemon.flows.push import Plan, PushJob
-from daemon.store import bindings, catalog, outbox
+from daemon.store import bindings, outbox
 from daemon.store.outbox import Entity, OutboxRow
 
 
@@ -22,18 +22,10 @@ class ProductsJob(PushJob[ProductPush]):
     async def prepare(
         self, conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime
     ) -> Plan[ProductPush]:
-        ids = [row.entity_id for row in rows]
-        products = await catalog.get_products(conn, ids)
-        remote = await bindings.remote_ids(conn, self.channel, "product", ids)
         plan: Plan[ProductPush] = Plan()
-        for row in rows:
-            product = products.get(row.entity_id)
-            if product is None:
-                plan.refuse.append((row, f"product {row.entity_id} no longer exists"))
-                continue
-            if not product.sync_enabled:
-                plan.skip.append(row)
-                continue
+        found = await self.synced_products(conn, rows, plan)
+        remote = await bindings.remote_ids(conn, self.channel, "product", [p.id for _, p in found])
+        for row, product in found:
             item = ProductPush(
                 local_id=product.id,
                 sku=product.sku,

@@ -7,7 +7,6 @@ while the batch was on the wire stays pending and goes out on the next run (coal
 
 from __future__ import annotations
 
-import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,13 +15,11 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import aiosqlite
 
-from channels.base import Channel
 from channels.models import FlowName, PushResult
-from daemon.clock import Clock
-from daemon.flows.config import ChannelConfig
+from daemon.flows.job import ChannelJob
 from daemon.flows.runner import RunContext, RunResult
-from daemon.statedb import StateDB
-from daemon.store import bindings, outbox
+from daemon.store import bindings, catalog, outbox
+from daemon.store.catalog import Product
 from daemon.store.outbox import Entity, OutboxRow
 
 ItemT = TypeVar("ItemT")
@@ -42,32 +39,28 @@ class Plan(Generic[ItemT]):
     """Per entity id: what was sent and how it was computed, recorded after success."""
 
 
-class PushJob(ABC, Generic[ItemT]):
+class PushJob(ChannelJob, ABC, Generic[ItemT]):
     entity: ClassVar[Entity]
     flow: ClassVar[FlowName]
     binds_products: ClassVar[bool] = True
     """Results carry the channel's product id: remember it as the product's binding."""
 
-    def __init__(
-        self,
-        config: ChannelConfig,
-        connector: Channel,
-        db: StateDB,
-        clock: Clock,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.config = config
-        self.connector = connector
-        self.db = db
-        self.clock = clock
-        self.rng = rng or random.Random()
-
-    def update_config(self, config: ChannelConfig) -> None:
-        self.config = config
-
-    @property
-    def channel(self) -> str:
-        return self.config.name
+    @staticmethod
+    async def synced_products(
+        conn: aiosqlite.Connection, rows: Sequence[OutboxRow], plan: Plan[ItemT]
+    ) -> list[tuple[OutboxRow, Product]]:
+        """The rows whose product exists and is synced; the others go to ``plan`` as refused/skipped."""
+        products = await catalog.get_products(conn, [row.entity_id for row in rows])
+        found = []
+        for row in rows:
+            product = products.get(row.entity_id)
+            if product is None:
+                plan.refuse.append((row, f"product {row.entity_id} no longer exists"))
+            elif not product.sync_enabled:
+                plan.skip.append(row)
+            else:
+                found.append((row, product))
+        return found
 
     @abstractmethod
     async def prepare(

@@ -11,7 +11,7 @@ import aiosqlite
 
 from channels.models import FlowName, PushResult, StockPush
 from daemon.flows.push import Plan, PushJob
-from daemon.store import bindings, catalog, stock
+from daemon.store import bindings, stock
 from daemon.store.outbox import Entity, OutboxRow
 
 
@@ -22,21 +22,14 @@ class StockJob(PushJob[StockPush]):
     async def prepare(
         self, conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime
     ) -> Plan[StockPush]:
-        ids = [row.entity_id for row in rows]
-        products = await catalog.get_products(conn, ids)
+        plan: Plan[StockPush] = Plan()
+        found = await self.synced_products(conn, rows, plan)
+        ids = [product.id for _, product in found]
         figures = await stock.available_to_promise(
             conn, ids, list(self.config.stock_warehouses), self.config.stock_buffer
         )
         remote = await bindings.remote_ids(conn, self.channel, "product", ids)
-        plan: Plan[StockPush] = Plan()
-        for row in rows:
-            product = products.get(row.entity_id)
-            if product is None:
-                plan.refuse.append((row, f"product {row.entity_id} no longer exists"))
-                continue
-            if not product.sync_enabled:
-                plan.skip.append(row)
-                continue
+        for row, product in found:
             figure = figures[row.entity_id]
             item = StockPush(
                 local_id=product.id,
