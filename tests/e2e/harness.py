@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -61,24 +62,28 @@ class WaitTimeout(AssertionError):
 
 
 def wait_until(
-    check: Callable[[], T],
+    check: Callable[[], T | None],
     *,
     timeout: float,
     what: str,
     interval: float = 0.05,
     ignore: tuple[type[BaseException], ...] = (),
 ) -> T:
-    """Poll ``check`` until it returns something truthy (returned) or ``timeout`` seconds pass."""
+    """Poll ``check`` until it returns something truthy (returned) or ``timeout`` seconds pass.
+
+    Exceptions of the ``ignore`` types count as "not yet" (e.g. a socket that is not up).
+    """
     deadline = time.monotonic() + timeout
     last: object = None
     while True:
         try:
-            last = check()
+            value = check()
         except ignore as exc:
             last = exc
         else:
-            if last:
-                return last  # type: ignore[return-value]
+            if value:
+                return value
+            last = value
         if time.monotonic() >= deadline:
             raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what}; last: {last!r:.600}")
         time.sleep(interval)
@@ -244,7 +249,7 @@ class Simulator:
     ) -> None:
         self.log_path = workdir / "simulator.err"
         with self.log_path.open("wb") as err:
-            self.proc = subprocess.Popen(  # noqa: S603
+            self.proc = subprocess.Popen(
                 [
                     PYTHON,
                     "-m",
@@ -287,10 +292,10 @@ class Simulator:
 
     def _request(self, method: str, path: str, body: object = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(  # noqa: S310 (loopback simulator)
+        request = urllib.request.Request(
             self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response)
 
     def state(self) -> dict[str, Any]:
@@ -349,7 +354,7 @@ class DaemonProcess:
         self.state_db = self.state_dir / "storesync.db"
         self.log_db = self.state_dir / "storesync-log.db"
         with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
-            self.proc = subprocess.Popen(  # noqa: S603
+            self.proc = subprocess.Popen(
                 [PYTHON, "-m", "daemon", "--config", str(config), "run"],
                 cwd=workdir,
                 env=self.env,
@@ -386,9 +391,7 @@ class DaemonProcess:
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"the daemon did not exit within {timeout:g} s\n{self.tail()}"
-            ) from None
+            raise AssertionError(f"the daemon did not exit within {timeout:g} s\n{self.tail()}") from None
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM and wait: the graceful stop."""
@@ -467,8 +470,6 @@ class DaemonProcess:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    import tomllib
-
     with path.open("rb") as handle:
         return tomllib.load(handle)
 
@@ -477,7 +478,7 @@ def run_storesync(
     args: list[str], env: Mapping[str, str], cwd: Path, timeout: float = 30.0
 ) -> subprocess.CompletedProcess[str]:
     """One ``python -m daemon ...`` (the storesync command) to completion."""
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [PYTHON, "-m", "daemon", *args],
         cwd=cwd,
         env=dict(env),
@@ -509,7 +510,9 @@ class Harness:
         self.simulators.append(sim)
         return sim
 
-    def settings(self, sim: Simulator, name: str = "settings.toml", **options: Any) -> tuple[Path, dict[str, Any]]:
+    def settings(
+        self, sim: Simulator, name: str = "settings.toml", **options: Any
+    ) -> tuple[Path, dict[str, Any]]:
         tree = settings_tree(self.state_dir, sim.url, **options)
         return write_toml(self.workdir / name, tree), tree
 
@@ -542,3 +545,40 @@ class Harness:
         for sim in self.simulators:
             sim.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def import_products(daemon: DaemonProcess, rows: list[tuple[str, int]]) -> None:
+    """Import ``rows`` (SKU, ERP stock) as a product CSV through the control API."""
+    result = daemon.call(lambda c: c.import_products(product_csv(rows)))
+    assert result.ok, result
+
+
+def wait_linked(
+    daemon: DaemonProcess, sim: Simulator, rows: list[tuple[str, int]], *, check_stock: bool = True
+) -> None:
+    """Until each product is bound to the channel's record, (optionally) the channel shows its ERP
+    stock, and nothing is left queued or failing."""
+    skus = [sku for sku, _ in rows]
+
+    def linked() -> bool:
+        bound = query(
+            daemon.state_db,
+            "SELECT COUNT(*) FROM bindings b JOIN products p ON p.id = b.local_id "
+            "WHERE b.channel = ? AND b.entity = 'product' AND p.sku IN (SELECT value FROM json_each(?))",
+            (CHANNEL, json.dumps(skus)),
+        )[0][0]
+        if bound < len(rows):
+            return False
+        if check_stock:
+            on_channel = {p["sku"]: p["estoque"]["quantidade"] for p in sim.products()}
+            if any(on_channel.get(sku) != qty for sku, qty in rows):
+                return False
+        return daemon.settled()
+
+    wait_until(linked, timeout=20, what="the imported products to be linked and their stock pushed")
+
+
+def link_products(daemon: DaemonProcess, sim: Simulator, rows: list[tuple[str, int]]) -> None:
+    """Import simulator SKUs into the ERP and wait until they are linked and their stock is pushed."""
+    import_products(daemon, rows)
+    wait_linked(daemon, sim, rows)
