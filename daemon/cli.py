@@ -111,6 +111,23 @@ def default_socket_path(explicit_config: str | None, environ: Mapping[str, str] 
     return (runtime_dir or state_dir) / SOCKET_NAME
 
 
+def configured_locale(config: Path, environ: Mapping[str, str] | None = None) -> str | None:
+    """``daemon.locale`` from the file or ``STORESYNC_DAEMON__LOCALE``, read without secrets; None if unset.
+
+    The TUI uses it when the operator's terminal names no language (``LANG=C.UTF-8`` over SSH).
+    """
+    env = os.environ if environ is None else environ
+    for name, value in env.items():
+        if name.upper() == "STORESYNC_DAEMON__LOCALE" and value.strip():
+            return value.strip()
+    try:
+        section = tomllib.loads(config.read_text(encoding="utf-8")).get("daemon", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None  # a bad file is reported by whatever reads it for real; the TUI falls back to English
+    locale = section.get("locale") if isinstance(section, dict) else None
+    return locale.strip() if isinstance(locale, str) and locale.strip() else None
+
+
 # --- parsing values people type ----------------------------------------------------------------------
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
@@ -578,7 +595,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_tui(args: argparse.Namespace) -> int:
     # Imported by name at run time: the daemon package must not depend on the TUI (or Textual).
     tui = importlib.import_module("tui.app")
-    result: int = tui.run(args.socket)
+    result: int = tui.run(args.socket, default_locale=configured_locale(config_path(args.config)))
     return result
 
 

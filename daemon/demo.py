@@ -23,6 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from daemon.cli import configured_locale
 from daemon.controlapi.client import ControlClient, DaemonNotRunning
 from daemon.settings import resolve_config_path
 
@@ -179,7 +180,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"storesync demo: simulator on {sim_url}, daemon on {socket_path} (log: {daemon_log})")
         print("storesync demo:", asyncio.run(_seed_catalog(socket_path, sim_url)))
         _activity_thread(socket_path, sim_url, stop_activity)
-        return _front(args, socket_path)
+        return _front(args, socket_path, config)
     except KeyboardInterrupt:
         return 0
     except (RuntimeError, DaemonNotRunning) as exc:
@@ -197,7 +198,7 @@ def run_demo(args: argparse.Namespace) -> int:
             simulator.wait(timeout=5)
 
 
-def _front(args: argparse.Namespace, socket_path: Path) -> int:
+def _front(args: argparse.Namespace, socket_path: Path, config: Path) -> int:
     """The dashboard when there is a terminal; otherwise follow the log for ``--duration`` seconds."""
     if not getattr(args, "no_tui", False) and sys.stdin.isatty() and sys.stdout.isatty():
         try:
@@ -207,7 +208,8 @@ def _front(args: argparse.Namespace, socket_path: Path) -> int:
                 f"storesync demo: the dashboard is not available ({exc}); following the log", file=sys.stderr
             )
         else:
-            result: int = tui.run(str(socket_path))
+            locale = configured_locale(config)
+            result: int = tui.run(str(socket_path), default_locale=locale)
             return result
     duration = float(getattr(args, "duration", 0) or 0)
     return asyncio.run(_follow(socket_path, duration))

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import tzinfo
 from functools import partial
 from typing import ClassVar, TypeVar
 
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
@@ -34,6 +36,10 @@ from tui.view_problems import ProblemsView
 
 T = TypeVar("T")
 TABS = ("channels", "log", "problems")
+SECONDARY_ACTIONS = frozenset({"push_stock", "reload_settings"})
+"""Left out of the footer on a narrow terminal so Help and Quit stay visible (F1 and the palette list
+them)."""
+WIDE_FOOTER_COLUMNS = 120
 
 
 def pick_theme(environ: Mapping[str, str]) -> str:
@@ -87,6 +93,7 @@ class StoresyncApp(App[int]):
         self._problem_signature: tuple[object, ...] | None = None
         self.theme = theme or pick_theme(os.environ)
         localize_bindings(self, tr)
+        self._footer_wide: bool | None = None
 
     # layout --------------------------------------------------------------------------------------------
 
@@ -104,9 +111,24 @@ class StoresyncApp(App[int]):
 
     def on_mount(self) -> None:
         self._show_link()
+        self._fit_footer(self.size.width)
         spawn(self, self.connection.run, group="connection", exclusive=True)
         self.set_interval(self._tick_seconds, self._tick)
         self.channels_view.table.focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit_footer(event.size.width)
+
+    def _fit_footer(self, width: int) -> None:
+        """At 80 columns the footer cannot hold every key: keep the view's keys, Help and Quit."""
+        wide = width >= WIDE_FOOTER_COLUMNS
+        if wide == self._footer_wide:
+            return
+        self._footer_wide = wide
+        table = self._bindings.key_to_bindings
+        for key, bindings in table.items():
+            table[key] = [replace(b, show=wide) if b.action in SECONDARY_ACTIONS else b for b in bindings]
+        self.refresh_bindings()
 
     @property
     def channels_view(self) -> ChannelsView:
@@ -144,13 +166,16 @@ class StoresyncApp(App[int]):
         self.status = status
         self._show_link()
         self.call_later(self.channels_view.show, status)
+        # The counts alone can hide a change (one item fixed, another failed within a second), so an
+        # open Problems tab re-reads on every status beat; a hidden one only when the counts move.
         signature = tuple((c.name, f.flow, f.failed) for c in status.channels for f in c.flows)
-        if signature != self._problem_signature:
+        tabs = self.query_one(TabbedContent)
+        if signature != self._problem_signature or tabs.active == "problems":
             self._problem_signature = signature
             self.problems_view.refresh_problems()
         failed = sum(f.failed for c in status.channels for f in c.flows)
         label = self.ui.tr("Problems ({count})", count=failed) if failed else self.ui.tr("Problems")
-        self.query_one(TabbedContent).get_tab("problems").label = label
+        tabs.get_tab("problems").label = label
 
     def on_logs(self, rows: list[LogRow]) -> None:
         self.log_view.on_logs(rows)
@@ -189,6 +214,10 @@ class StoresyncApp(App[int]):
     def action_show_tab(self, tab: str) -> None:
         if tab in TABS:
             self.query_one(TabbedContent).active = tab
+
+    def action_help_quit(self) -> None:
+        """Ctrl+C quits, as store staff expect of a terminal program (Textual only hints at Ctrl+Q)."""
+        self.exit()
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -277,8 +306,13 @@ class StoresyncApp(App[int]):
         self.log_view.action_filters()
 
 
-def run(socket_path: str) -> int:
-    """Entry point of ``storesync tui``: runs until the user quits; the exit status for the shell."""
-    app = StoresyncApp(socket_path)
+def run(socket_path: str, *, default_locale: str | None = None) -> int:
+    """Entry point of ``storesync tui``: runs until the user quits; the exit status for the shell.
+
+    ``default_locale`` is the daemon's configured ``daemon.locale``, used when the terminal's environment
+    names no language (``LANG=C.UTF-8`` over SSH); a terminal that asks for one gets it.
+    """
+    locale = detect_locale(os.environ, default=default_locale or "en")
+    app = StoresyncApp(socket_path, locale=locale)
     app.run()
     return app.return_code or 0

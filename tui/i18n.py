@@ -67,8 +67,8 @@ _PT: dict[str, str] = {
     "Filters": "Filtros",
     "Search": "Buscar",
     "Clear filters": "Limpar filtros",
-    "Older": "Mais antigos",
-    "Newest": "Mais recentes",
+    "Older": "Anteriores",
+    "Newest": "Recentes",
     "Details": "Detalhes",
     "Retry": "Reenviar",
     "Retry all": "Reenviar todos",
@@ -207,13 +207,19 @@ _PT: dict[str, str] = {
 CATALOGS: Mapping[str, Mapping[str, str]] = {PT_BR: _PT, EN: {}}
 
 
-def detect_locale(environ: Mapping[str, str]) -> str:
-    """POSIX precedence (LC_ALL > LC_MESSAGES > LANG); Portuguese of any country reads the pt_BR texts."""
+def detect_locale(environ: Mapping[str, str], default: str = EN) -> str:
+    """POSIX precedence (LC_ALL > LC_MESSAGES > LANG); Portuguese of any country reads the pt_BR texts.
+
+    ``C``/``POSIX`` (what an SSH session to a server usually carries) names no language at all, so it
+    gives ``default`` - the daemon's configured locale - rather than forcing English on store staff.
+    """
     for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
         value = environ.get(name, "")
         if value:
+            if value.split(".")[0].upper() in ("C", "POSIX"):
+                return default
             return PT_BR if value.lower().startswith("pt") else EN
-    return EN
+    return default
 
 
 class Translator:

@@ -79,6 +79,7 @@ class ProblemsView(Vertical):
         self.controls = controls
         self.problems: Problems | None = None
         self.rows: dict[str, Problem] = {}
+        self._load_failed = False
         localize_bindings(self, ui.tr)
 
     def compose(self) -> ComposeResult:
@@ -112,6 +113,7 @@ class ProblemsView(Vertical):
         try:
             problems = await self.connection.call(lambda c: c.problems())
         except Exception as exc:  # shown in the summary line; refreshed again on the next status change
+            self._load_failed = True
             self.query_one("#problems-summary", Static).update(
                 self.ui.toned(
                     self.ui.tr("Could not load problems: {error}", error=describe_error(exc)),
@@ -123,6 +125,9 @@ class ProblemsView(Vertical):
         self.show(problems)
 
     def show(self, problems: Problems) -> None:
+        if problems == self.problems and not self._load_failed:
+            return  # re-read on every status beat while open: rebuild only on a change (keeps the scroll)
+        self._load_failed = False
         self.problems = problems
         table = self.table
         previous = self.selected

@@ -40,7 +40,11 @@ async def record(
     raw: object,
     now: datetime,
 ) -> int:
-    """Park (or re-park) a record: attempts + 1, reopened if it had been resolved or dismissed."""
+    """Park (or re-park) a record: attempts + 1, reopened if it had been resolved or dismissed.
+
+    A dismissed record that fails again *the same way* stays dismissed: pulls overlap by a lookback, so
+    the same order is fetched again on the next runs, and a dismissal must outlive that.
+    """
     raw_text = raw if isinstance(raw, str) or raw is None else dumps(raw)
     stamp = utc_iso(now)
     async with write_lock(conn):
@@ -49,7 +53,9 @@ async def record(
                 "INSERT INTO import_failures (channel, entity, remote_id, error, raw, attempts, state, "
                 "first_seen_at, last_seen_at) VALUES (?, ?, ?, ?, ?, 1, 'open', ?, ?) "
                 "ON CONFLICT (channel, entity, remote_id) DO UPDATE SET error = excluded.error, "
-                "raw = excluded.raw, attempts = attempts + 1, state = 'open', "
+                "raw = excluded.raw, attempts = attempts + 1, "
+                "state = CASE WHEN state = 'dismissed' AND error = excluded.error THEN 'dismissed' "
+                "ELSE 'open' END, "
                 "last_seen_at = excluded.last_seen_at RETURNING id",
                 (channel, entity, remote_id, error[:MAX_ERROR_CHARS], raw_text, stamp, stamp),
             )

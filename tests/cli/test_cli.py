@@ -329,7 +329,7 @@ def test_settings_errors_from_the_app_exit_2(
 
 def test_tui_gets_the_socket(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = types.ModuleType("tui.app")
-    fake.run = lambda socket_path: 0 if socket_path == "/tmp/t.sock" else 9  # type: ignore[attr-defined]
+    fake.run = lambda socket_path, **_: 0 if socket_path == "/tmp/t.sock" else 9  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "tui.app", fake)
     assert cli.main(["--socket", "/tmp/t.sock", "tui"]) == 0
 

@@ -1,10 +1,12 @@
 """Fixtures for the dashboard tests: the real ControlServer on a short temporary socket, backed by
-FakeRuntime. To run them against the real daemon and simulator, replace the ``runtime`` and ``server``
-fixtures; the tests use only the Runtime protocol plus FakeRuntime's recorded calls and state."""
+FakeRuntime (fast, every edge case); ``tests/tui/live_daemon.py`` starts the real daemon instead, and
+``tmux`` gives the terminal tests a real terminal to look at."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -39,3 +41,28 @@ async def server(runtime: FakeRuntime, socket_path: Path) -> AsyncIterator[Contr
     await srv.start()
     yield srv
     await srv.stop()
+
+
+@pytest.fixture(scope="session")
+def tmux() -> str:
+    """The tmux binary; installed with apt-get when missing and we are root, else the test is skipped."""
+    found = shutil.which("tmux")
+    if found:
+        return found
+    if os.geteuid() != 0:
+        pytest.skip("tmux is not installed and installing it needs root")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        subprocess.run(
+            ["apt-get", "install", "-y", "tmux"],
+            check=True,
+            capture_output=True,
+            timeout=300,
+            env=env,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"tmux is not installed and apt-get could not install it: {exc}")
+    found = shutil.which("tmux")
+    if not found:
+        pytest.skip("apt-get ran but tmux is still not on PATH")
+    return found

@@ -12,6 +12,7 @@ import pytest
 from daemon.controlapi.server import ControlServer
 from tests.tui.fake_runtime import FakeRuntime
 from tests.tui.tui_support import go_to_row, loaded, make_app, screen_text, wait_for_toast, wait_until
+from tui.app import StoresyncApp
 from tui.dialogs import ConfirmDialog, SkuDialog
 from tui.screen_help import HelpScreen
 
@@ -244,3 +245,47 @@ async def test_actions_say_so_when_the_daemon_is_down(
     assert severity == "error"
     assert "Sincronizar agora: tudo falhou" in text
     assert runtime.sync_requests == []
+
+
+async def test_ctrl_c_quits(socket_path: Path, runtime: FakeRuntime) -> None:
+    app = make_app(socket_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: loaded(app))
+        await pilot.press("ctrl+c")
+        await wait_until(pilot, lambda: app.return_code is not None)
+    assert app.return_code == 0
+    assert runtime.calls == []
+
+
+async def test_a_narrow_footer_keeps_help_and_quit(socket_path: Path, runtime: FakeRuntime) -> None:
+    app = make_app(socket_path, locale="en")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: loaded(app))
+        await wait_until(pilot, lambda: "q Quit" in footer_line(app))  # the footer draws after the table
+        assert "f1 Help" in footer_line(app)
+        assert "Push stock" not in footer_line(app)
+        await pilot.press("k")  # left out of the footer, not out of reach
+        await wait_until(pilot, lambda: isinstance(app.screen, SkuDialog))
+        await pilot.press("escape")
+        await pilot.resize_terminal(160, 48)
+        await wait_until(pilot, lambda: "k Push stock" in footer_line(app))
+        assert "^r Reload settings" in footer_line(app)
+
+
+def footer_line(app: StoresyncApp) -> str:
+    return screen_text(app).rstrip().splitlines()[-1]
+
+
+async def test_an_open_problems_tab_sees_a_change_that_keeps_the_counts(
+    socket_path: Path, runtime: FakeRuntime
+) -> None:
+    app = make_app(socket_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: loaded(app))
+        await pilot.press("3")
+        await wait_until(pilot, lambda: "outbox:31" in app.problems_view.rows)
+        # Item 31 went through and item 33 failed within the same status beat: still one failed.
+        runtime.outbox_items[0] = runtime.outbox_items[0].model_copy(update={"id": 33, "sku": "CAN-002"})
+        runtime.publish_status()
+        await wait_until(pilot, lambda: "outbox:33" in app.problems_view.rows)
+        assert "outbox:31" not in app.problems_view.rows

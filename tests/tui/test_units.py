@@ -46,6 +46,23 @@ def test_locale_follows_posix_precedence(environ: dict[str, str], expected: str)
     assert detect_locale(environ) == expected
 
 
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"LANG": "C.UTF-8"}, PT_BR),
+        ({"LANG": "POSIX"}, PT_BR),
+        ({"LC_ALL": "C", "LANG": "en_US.UTF-8"}, PT_BR),
+        ({}, PT_BR),
+        ({"LANG": "en_US.UTF-8"}, EN),
+        ({"LANG": "C.UTF-8", "LC_MESSAGES": "en_GB.UTF-8"}, EN),
+    ],
+)
+def test_a_terminal_that_names_no_language_gets_the_configured_one(
+    environ: dict[str, str], expected: str
+) -> None:
+    assert detect_locale(environ, default=PT_BR) == expected
+
+
 def test_dates_read_the_brazilian_way_in_local_time() -> None:
     assert fmt(PT_BR).stamp(datetime(2026, 1, 5, 17, 7, tzinfo=UTC)) == "05/01/2026 14:07"
     assert fmt(EN).stamp(datetime(2026, 1, 5, 17, 7, tzinfo=UTC)) == "2026-01-05 14:07"
