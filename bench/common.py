@@ -34,7 +34,8 @@ def machine() -> str:
     little without it."""
     cores = os.cpu_count() or 0
     py = f"{platform.python_implementation()} {platform.python_version()}"
-    return f"{cores} cores · {cpu_model()} · {py} · {platform.system()} {platform.release()}"
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{cores} cores · {cpu_model()} · {py} · {platform.system()} {platform.release()} · load {load}"
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -95,8 +96,18 @@ def bench_dir(prefix: str) -> Iterator[Path]:
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP"):  # BENCH_KEEP=1 keeps the settings, databases and daemon log
+            print(f"  kept: {path}", flush=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def python() -> str:
     return sys.executable
+
+
+def quiet_logging() -> None:
+    """The benchmark driver imports daemon code that logs through structlog: keep its stdout for figures."""
+    import structlog
+
+    structlog.configure(logger_factory=structlog.ReturnLoggerFactory())

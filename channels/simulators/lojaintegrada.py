@@ -24,7 +24,7 @@ import random
 import re
 import signal
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -235,6 +235,8 @@ class LojaIntegradaSimulator:
         self.faults_served = 0
         self.by_route: dict[str, int] = {}
         self.products: dict[int, dict[str, Any]] = {}
+        self._by_sku: dict[str, set[int]] = {}
+        """SKU -> product ids (a hint, checked against the product): lookups stay O(1) with 100k products."""
         self.customers: dict[int, dict[str, Any]] = {}
         self.orders: dict[int, dict[str, Any]] = {}
         self.stock_log: dict[int, list[dict[str, Any]]] = {}
@@ -313,7 +315,16 @@ class LojaIntegradaSimulator:
             },
         }
         self.products[ident] = product
+        self._index_sku(product)
         return product
+
+    def _index_sku(self, product: dict[str, Any]) -> None:
+        self._by_sku.setdefault(product["fields"]["sku"], set()).add(product["id"])
+
+    def _with_sku(self, sku: str) -> list[dict[str, Any]]:
+        """The products whose SKU is ``sku`` now, by id."""
+        found = (self.products.get(i) for i in sorted(self._by_sku.get(sku, ())))
+        return [p for p in found if p is not None and p["fields"]["sku"] == sku]
 
     def _new_customer(self) -> dict[str, Any]:
         ident = self._next_customer
@@ -770,8 +781,14 @@ class LojaIntegradaSimulator:
 
     @staticmethod
     def _page(
-        request: web.Request, objects: Sequence[dict[str, Any]], *, default: int = 20, maximum: int = 100
+        request: web.Request,
+        objects: Sequence[Any],
+        *,
+        default: int = 20,
+        maximum: int = 100,
+        render: Callable[[Any], dict[str, Any]] | None = None,
     ) -> web.Response:
+        """A Tastypie page of ``objects``; ``render`` (when given) turns only the page's objects into JSON."""
         query = request.query
         try:
             limit = int(query.get("limit", default))
@@ -800,7 +817,8 @@ class LojaIntegradaSimulator:
             "next": link(offset + limit) if offset + limit < total else None,
             "previous": link(max(0, offset - limit)) if offset > 0 else None,
         }
-        return _json({"meta": meta, "objects": list(objects[offset : offset + limit])})
+        page = objects[offset : offset + limit]
+        return _json({"meta": meta, "objects": [render(o) for o in page] if render else list(page)})
 
     def _parse_since(self, text: str) -> datetime:
         try:
@@ -816,10 +834,7 @@ class LojaIntegradaSimulator:
         return self.orders.get(int(numero)) if numero.isdigit() else None
 
     def _sku_taken(self, sku: str, exclude: int | None = None) -> bool:
-        return any(
-            p["fields"]["sku"] == sku and not p["fields"]["removido"] and p["id"] != exclude
-            for p in self.products.values()
-        )
+        return any(not p["fields"]["removido"] and p["id"] != exclude for p in self._with_sku(sku))
 
     # --- orders ------------------------------------------------------------------------------------------
 
@@ -838,7 +853,7 @@ class LojaIntegradaSimulator:
         if "since_numero" in query and query["since_numero"].isdigit():
             orders = [o for o in orders if o["numero"] >= int(query["since_numero"])]
         orders.sort(key=lambda o: (o["data_modificacao"], o["numero"]))
-        return self._page(request, [self._order_summary(o) for o in orders], maximum=50)
+        return self._page(request, orders, maximum=50, render=self._order_summary)
 
     async def _h_order_detail(self, request: web.Request) -> web.Response:
         order = self._order_or_none(request.match_info["numero"])
@@ -940,10 +955,11 @@ class LojaIntegradaSimulator:
     # --- products, stock, prices -------------------------------------------------------------------------
 
     async def _h_product_list(self, request: web.Request) -> web.Response:
-        products = sorted(self.products.values(), key=lambda p: p["id"])
         if "sku" in request.query:
-            products = [p for p in products if p["fields"]["sku"] == request.query["sku"]]
-        return self._page(request, [self._product_json(p) for p in products])
+            products = self._with_sku(request.query["sku"])
+        else:
+            products = sorted(self.products.values(), key=lambda p: p["id"])
+        return self._page(request, products, render=self._product_json)
 
     async def _h_product_get(self, request: web.Request) -> web.Response:
         product = self._product_or_none(request.match_info["ident"])
@@ -1001,6 +1017,7 @@ class LojaIntegradaSimulator:
             sku=fields["sku"], nome=fields["nome"], cheio=Decimal("0"), quantidade=0, created=self.clock.now()
         )
         product["fields"] = fields
+        self._index_sku(product)
         product["preco"]["custo"] = Decimal("0")
         location = {"Location": f"/api/v1/produto/{product['id']}"}
         if self.return_data_on_create:
@@ -1018,12 +1035,13 @@ class LojaIntegradaSimulator:
                 f"Erro de integridade: já existe um produto com o SKU {fields['sku']!r} nesta loja."
             )
         product["fields"] = fields
+        self._index_sku(product)
         product["data_modificacao"] = self.clock.now()
         return _json(self._product_json(product))
 
     async def _h_stock_list(self, request: web.Request) -> web.Response:
         return self._page(
-            request, [self._stock_json(p) for p in sorted(self.products.values(), key=lambda p: p["id"])]
+            request, sorted(self.products.values(), key=lambda p: p["id"]), render=self._stock_json
         )
 
     async def _h_stock_get(self, request: web.Request) -> web.Response:
@@ -1060,7 +1078,7 @@ class LojaIntegradaSimulator:
 
     async def _h_price_list(self, request: web.Request) -> web.Response:
         return self._page(
-            request, [self._price_json(p) for p in sorted(self.products.values(), key=lambda p: p["id"])]
+            request, sorted(self.products.values(), key=lambda p: p["id"]), render=self._price_json
         )
 
     async def _h_price_get(self, request: web.Request) -> web.Response:
