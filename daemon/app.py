@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Mapping
 from datetime import datetime
@@ -49,6 +50,7 @@ from daemon.statedb import StateDB
 from daemon.store import channels as channels_repo
 from daemon.store import mappings, outbox, stock
 from daemon.store.db import ChangeWatcher
+from daemon.store.errors import StoreError
 from daemon.supervisor import OUTBOX_ENTITY_FLOW, START_SPREAD_SECONDS, ChannelSupervisor
 from daemon.syncrate import SyncRate
 from daemon.systemd import Notifier, watchdog_interval
@@ -118,6 +120,8 @@ class Daemon:
         self.supervisors: dict[str, ChannelSupervisor] = {}
         self.rates: dict[str, SyncRate] = {}
         self._stop = asyncio.Event()
+        self.started = False
+        """Start-up is complete (a reload before that would race it)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._reload_lock = asyncio.Lock()
         self._dispatching = False
@@ -133,6 +137,8 @@ class Daemon:
 
     async def start(self) -> None:
         configure_logging(self.settings.daemon.log_level, sink=self.sink, clock=self.clock)
+        # First: a SIGTERM during start-up then means "stop once started", not death by default action.
+        self._install_signals()
         state_dir = self.settings.daemon.state_dir
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
@@ -141,13 +147,18 @@ class Daemon:
             probe.unlink()
         except OSError as exc:
             raise StartupError(f"state directory {state_dir} is not usable: {exc.strerror or exc}") from None
-        self.logbook = await LogBook.open(self.settings.log_db_path, sink=self.sink, clock=self.clock)
-        self.logbook.start_retention(
-            days=self.settings.daemon.log_retention_days,
-            keep_rows=self.settings.daemon.log_retention_rows,
-            clock=self.clock,
-        )
-        self.db = await StateDB.open(self.settings.state_db_path)
+        # The socket's lock says "one daemon per state": take it before touching a database, so a
+        # second daemon leaves without writing a log line or starting a flow.
+        self.control = ControlServer(self, self.settings.socket_path)
+        try:
+            self.control.claim()
+        except Exception as exc:
+            raise StartupError(str(exc)) from None
+        try:
+            await self._open_databases()
+        except (StoreError, OSError, sqlite3.Error, RuntimeError) as exc:
+            raise StartupError(str(exc)) from None
+        assert self.db is not None
         self.erp = ErpService(self.db, self.clock, self._default_warehouse())
         await self._sync_channel_table()
         self.session = aiohttp.ClientSession(
@@ -158,17 +169,16 @@ class Daemon:
             self._start_channel(name, channel)
         self.watcher = ChangeWatcher(self.settings.state_db_path, self._on_db_change, self.clock)
         await self.watcher.start()
-        self.control = ControlServer(self, self.settings.socket_path)
         try:
             await self.control.start()
         except Exception as exc:
             raise StartupError(str(exc)) from None
-        self._install_signals()
         self._tasks.append(asyncio.create_task(self._status_loop(), name="status"))
         interval = watchdog_interval(self.environ) if self.settings.daemon.watchdog else None
         if interval:
             self._tasks.append(asyncio.create_task(self._watchdog_loop(interval), name="watchdog"))
         self._on_db_change()  # anything queued while we were down goes out now
+        self.started = True
         self.notifier.ready(self._sd_status())
         log.info(
             "daemon.started",
@@ -178,8 +188,22 @@ class Daemon:
             socket=str(self.settings.socket_path),
         )
 
+    async def _open_databases(self) -> None:
+        self.logbook = await LogBook.open(self.settings.log_db_path, sink=self.sink, clock=self.clock)
+        self.logbook.start_retention(
+            days=self.settings.daemon.log_retention_days,
+            keep_rows=self.settings.daemon.log_retention_rows,
+            clock=self.clock,
+        )
+        self.db = await StateDB.open(self.settings.state_db_path)
+
     async def run(self) -> None:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            # Undo a partial start (flows, database threads) or the process never exits.
+            await self.shutdown(started=False)
+            raise
         try:
             await self._stop.wait()
         finally:
@@ -188,9 +212,10 @@ class Daemon:
     def request_stop(self) -> None:
         self._stop.set()
 
-    async def shutdown(self) -> None:
-        self.notifier.stopping("stopping: finishing in-flight batches")
-        log.info("daemon.stopping")
+    async def shutdown(self, *, started: bool = True) -> None:
+        if started:
+            self.notifier.stopping("stopping: finishing in-flight batches")
+            log.info("daemon.stopping")
         timeout = self.settings.daemon.shutdown_timeout
         await asyncio.gather(
             *(sup.stop(timeout) for sup in self.supervisors.values()), return_exceptions=True
@@ -206,7 +231,8 @@ class Daemon:
             await self.session.close()
         if self.db is not None:
             await self.db.close()
-        log.info("daemon.stopped")
+        if started:
+            log.info("daemon.stopped")
         if self.logbook is not None:
             await self.logbook.aclose()
         self.notifier.close()
@@ -224,6 +250,10 @@ class Daemon:
             supervisor.sync_now(manual=False)
 
     def _on_sighup(self) -> None:
+        if not self.started:
+            log.warning("signal.reload_ignored", reason="still starting")
+            return
+
         async def reload() -> None:
             await self.reload()
 
@@ -563,13 +593,26 @@ class Daemon:
         return await self.erp.tracking_add(channel, order_number, carrier, code, url)
 
 
+EXIT_STARTUP_ERROR = 1
+"""The environment does not let the daemon start (state folder, database file, socket in use).
+Like a settings error (2) it needs a person: the unit's RestartPreventExitStatus lists both."""
+EXIT_CRASHED = 70
+"""An unexpected error (EX_SOFTWARE): unlike 1 and 2, systemd restarts the daemon after it."""
+
+
 async def _serve(daemon: Daemon) -> int:
     try:
         await daemon.run()
     except StartupError as exc:
         log.error("daemon.cannot_start", error=str(exc))
         print(f"storesync: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_STARTUP_ERROR
+    except Exception as exc:
+        log.exception("daemon.crashed", error=f"{type(exc).__name__}: {exc}")
+        print(
+            f"storesync: stopped by an unexpected error ({type(exc).__name__}); see the log", file=sys.stderr
+        )
+        return EXIT_CRASHED
     return 0
 
 

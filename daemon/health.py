@@ -6,6 +6,7 @@ the status shows since when the channel has been failing and the last error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,9 +30,19 @@ class ChannelHealth:
     circuit_open_until: float | None = None
     """Monotonic time until which flows must not call the channel."""
     _opened_at_wall: datetime | None = field(default=None, repr=False)
+    on_recovered: Callable[[], None] | None = field(default=None, repr=False)
+    """Called when a flow that failed succeeds again (the supervisor re-sends what failed)."""
 
-    def record_success(self) -> None:
-        if self.failing_since is not None:
+    _failing_flows: set[str] = field(default_factory=set, repr=False)
+    """Flows whose last contact with the channel failed. The outage lasts until each of them has
+    succeeded again: one flow working (a PUT that ignores the body) while another still fails (a GET
+    that cannot parse it) must not log the channel going down and up on every run."""
+
+    def record_success(self, flow: str | None = None) -> None:
+        key = flow or ""
+        flow_recovered = key in self._failing_flows
+        self._failing_flows.discard(key)
+        if self.failing_since is not None and not self._failing_flows:
             duration = (self.clock.now() - self.failing_since).total_seconds()
             log.info(
                 "channel.recovered",
@@ -39,12 +50,16 @@ class ChannelHealth:
                 down_seconds=round(duration, 1),
                 failures=self.consecutive_failures,
             )
+            flow_recovered = True
+            self.failing_since = None
+            self.last_error = None
         self.consecutive_failures = 0
-        self.failing_since = None
-        self.last_error = None
         self.circuit_open_until = None
+        if flow_recovered and self.on_recovered is not None:
+            self.on_recovered()
 
-    def record_failure(self, error: str) -> None:
+    def record_failure(self, error: str, flow: str | None = None) -> None:
+        self._failing_flows.add(flow or "")
         self.consecutive_failures += 1
         self.last_error = error
         if self.failing_since is None:

@@ -24,6 +24,7 @@ from daemon.flows.config import ChannelConfig
 from daemon.flows.runner import FlowJob, FlowRunner
 from daemon.health import ChannelHealth
 from daemon.statedb import StateDB
+from daemon.store import outbox
 
 log = structlog.get_logger("storesync.supervisor")
 
@@ -77,6 +78,8 @@ class ChannelSupervisor:
             )
         self._stop = asyncio.Event()
         self._tasks: dict[FlowName, asyncio.Task[None]] = {}
+        self._resend: asyncio.Task[None] | None = None
+        self.health.on_recovered = self._on_recovered
 
     @property
     def name(self) -> str:
@@ -102,10 +105,31 @@ class ChannelSupervisor:
                 log.warning("channel.batch_abandoned", channel=self.name, task=task.get_name())
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self._resend is not None:
+            await asyncio.gather(self._resend, return_exceptions=True)
         await self.connector.aclose()
         await self.http.aclose()
         await self.limiter.aclose()
         log.info("channel.stopped", channel=self.name)
+
+    def _on_recovered(self) -> None:
+        """The channel answers again: what failed during the outage goes out now, not at its backoff."""
+        if self._stop.is_set() or (self._resend is not None and not self._resend.done()):
+            return
+        self._resend = asyncio.create_task(self._resend_failed(), name=f"resend:{self.name}")
+
+    async def _resend_failed(self) -> None:
+        try:
+            async with self.db.write() as conn:
+                count = await outbox.reschedule_failed(conn, self.name, self.clock.now())
+        except Exception as exc:  # the rows still go out at their own retry time
+            log.warning("channel.resend_failed", channel=self.name, error=str(exc))
+            return
+        if count:
+            log.info("channel.resending", channel=self.name, count=count)
+            for flow in OUTBOX_ENTITY_FLOW.values():
+                if flow in self.runners:
+                    self.runners[flow].request_run()
 
     def flow(self, name: str) -> FlowRunner:
         try:

@@ -289,16 +289,26 @@ class ControlServer:
         self._lock_fd: int | None = None
         self._inode: int | None = None
         self._streams: set[Subscription] = set()
+        self._claimed: socket.socket | None = None
 
     # -- lifecycle --
+
+    def claim(self) -> None:
+        """Take the socket and its lock now and serve later (``start``): a second daemon learns that it
+        is one before it opens a database or starts a flow. Raises AnotherDaemonRunning or
+        ControlSocketError."""
+        if self._claimed is None:
+            sock, self._lock_fd = bind_control_socket(self.socket_path)
+            self._claimed = sock
+            self._inode = os.stat(self.socket_path).st_ino
 
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError("the control server is already started")
-        sock, lock_fd = bind_control_socket(self.socket_path)
-        self._lock_fd = lock_fd
+        self.claim()
+        sock, self._claimed = self._claimed, None
+        assert sock is not None
         info = os.stat(self.socket_path)
-        self._inode = info.st_ino
         if self._authorize is None:
             self._authorize = default_authorizer(info.st_gid)
         runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=self._shutdown_timeout)
@@ -323,6 +333,9 @@ class ControlServer:
         self._release()
 
     def _release(self) -> None:
+        if self._claimed is not None:
+            self._claimed.close()
+            self._claimed = None
         with contextlib.suppress(OSError):
             if self._inode is not None and os.stat(self.socket_path).st_ino == self._inode:
                 self.socket_path.unlink()

@@ -281,8 +281,15 @@ async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Con
         return
 
     async with state.lock:
-        await conn.execute("BEGIN IMMEDIATE")
+        # Claim the connection before BEGIN: while BEGIN is awaited, conn.in_transaction is already
+        # true, and another task must not mistake this transaction for its own (it would open a
+        # SAVEPOINT inside ours and fail with "no such savepoint" once we commit).
         state.owner = asyncio.current_task()
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            state.owner = None
+            raise
         try:
             yield conn
         except BaseException:

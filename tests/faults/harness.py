@@ -16,6 +16,7 @@ import secrets
 import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+from aiohttp import web
 
 from channels.simulators.lojaintegrada import LojaIntegradaSimulator
 from daemon.controlapi.client import ControlClient, ControlClientError
@@ -97,10 +99,19 @@ class ChannelSpec:
     extra: dict[str, Any] = field(default_factory=dict)
     """More keys for ``[channels.<name>]`` (connector options included)."""
     flows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    api_key_file: Path | None = None
+    """Give the api key as ``file:PATH`` (a systemd credential) instead of ``env:NAME``."""
 
     @property
     def env(self) -> dict[str, str]:
-        return {self.api_env: self.api_key, self.app_env: self.app_key}
+        keys = {self.app_env: self.app_key}
+        if self.api_key_file is None:
+            keys[self.api_env] = self.api_key
+        return keys
+
+    @property
+    def api_key_ref(self) -> str:
+        return f"file:{self.api_key_file}" if self.api_key_file is not None else f"env:{self.api_env}"
 
     @property
     def api_env(self) -> str:
@@ -176,7 +187,7 @@ def settings_text(
             {
                 "kind": "lojaintegrada",
                 "base_url": spec.base_url,
-                "api_key": f"env:{spec.api_env}",
+                "api_key": spec.api_key_ref,
                 "app_key": f"env:{spec.app_env}",
                 "rate_limit": "6000/min",
                 "order_statuses": list(ORDER_STATUSES),
@@ -200,8 +211,11 @@ def settings_text(
 class DaemonProc:
     """``storesync run`` as a child process; stdout/stderr go to files that accumulate over restarts."""
 
-    def __init__(self, config: Path, env: Mapping[str, str], workdir: Path) -> None:
+    def __init__(
+        self, config: Path, env: Mapping[str, str], workdir: Path, *, socket_path: Path | None = None
+    ) -> None:
         self.config = config
+        self._socket_path = socket_path
         self.env = {**os.environ, **env}
         self.workdir = workdir
         self.stdout_path = workdir / "daemon.out"
@@ -211,7 +225,7 @@ class DaemonProc:
 
     @property
     def socket_path(self) -> Path:
-        return self.workdir / "var" / "control.sock"
+        return self._socket_path or self.workdir / "var" / "control.sock"
 
     async def start(self) -> None:
         assert self.proc is None or self.proc.returncode is not None, "already running"
@@ -288,7 +302,11 @@ class DaemonProc:
         return "\n".join(parts)
 
     def stderr(self) -> str:
-        return self.stderr_path.read_text(encoding="utf-8", errors="replace") if self.stderr_path.exists() else ""
+        return (
+            self.stderr_path.read_text(encoding="utf-8", errors="replace")
+            if self.stderr_path.exists()
+            else ""
+        )
 
     def client(self, timeout: float = 10.0) -> ControlClient:
         return ControlClient(self.socket_path, timeout=timeout)
@@ -311,7 +329,7 @@ class Setup:
 
     workdir: Path
     daemon: DaemonProc
-    sims: dict[str, LojaIntegradaSimulator]
+    sims: dict[str, TamperingSimulator]
     specs: dict[str, ChannelSpec]
     skus: list[str]
 
@@ -328,11 +346,59 @@ class Setup:
         return [value for spec in self.specs.values() for value in spec.secrets]
 
 
-def make_simulator(spec_name: str, api_key: str, app_key: str, **kwargs: Any) -> LojaIntegradaSimulator:
+class TamperingSimulator(LojaIntegradaSimulator):
+    """The simulator, plus what a real platform sometimes sends: order details edited by the test
+    (an invalid CPF, a negative quantity, a status nobody knows) and pages that repeat an order.
+
+    A subclass in the test suite rather than options in the simulator: only the fault suite needs it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tamper: dict[int, Callable[[dict[str, Any]], None]] = {}
+        """numero -> a function that edits the order's JSON detail as served."""
+        self.repeat_in_page: set[int] = set()
+        """Orders listed twice in a row by ``pedido/search``."""
+        self.echo_credentials = False
+        """Error answers quote the request's credentials back (as some platforms' do): a 401 fault
+        says which key it refused, and stock writes to ``refuse_stock_for`` fail with a 400 that does."""
+        self.refuse_stock_for: set[int] = set()
+
+    def _echo(self, request: web.Request) -> str:
+        return f"credenciais recusadas: {request.headers.get('Authorization', '')} ({request.path_qs})"
+
+    async def _serve_fault(self, request: web.Request, fault: Any) -> web.StreamResponse:
+        if self.echo_credentials and fault.kind == "401":
+            return web.json_response({"error_message": self._echo(request)}, status=401)
+        return await super()._serve_fault(request, fault)
+
+    async def _h_stock_put(self, request: web.Request) -> web.Response:
+        ident = request.match_info["ident"]
+        if self.echo_credentials and ident.isdigit() and int(ident) in self.refuse_stock_for:
+            return web.json_response({"error_message": self._echo(request)}, status=400)
+        return await super()._h_stock_put(request)
+
+    def _order_detail(self, order: dict[str, Any]) -> dict[str, Any]:
+        detail = super()._order_detail(order)
+        edit = self.tamper.get(int(order["numero"]))
+        if edit is not None:
+            edit(detail)
+        return detail
+
+    def _page(self, request: web.Request, objects: Sequence[Any], **options: Any) -> web.Response:  # type: ignore[override]
+        listed: list[Any] = []
+        for obj in objects:
+            listed.append(obj)
+            if isinstance(obj, dict) and "numero" in obj and int(obj["numero"]) in self.repeat_in_page:
+                listed.append(obj)
+        return super()._page(request, listed, **options)
+
+
+def make_simulator(api_key: str, app_key: str, **kwargs: Any) -> TamperingSimulator:
+    """No rate limit to speak of, no seeded orders, a dozen products, unless the test says otherwise."""
     options: dict[str, Any] = {"rate_limit_per_minute": SIM_RATE, "orders": 0, "products": 12, "seed": 7}
     options.update(kwargs)
-    del spec_name
-    return LojaIntegradaSimulator(api_key, app_key, **options)
+    return TamperingSimulator(api_key, app_key, **options)
 
 
 @contextlib.asynccontextmanager
@@ -346,19 +412,28 @@ async def running_setup(
     defaults: Mapping[str, Any] | None = None,
     stock_per_sku: int = 40,
     start: bool = True,
+    state_dir_size: int | None = None,
+    file_secrets: Sequence[str] = (),
 ) -> AsyncIterator[Setup]:
     """Simulators up, catalog seeded straight into the ERP database, the daemon started (and ready).
 
+    ``state_dir_size`` puts the state folder on a tmpfs of that many bytes (a disk that can fill up).
     Everything started here is stopped on the way out, also when the test fails.
     """
     with short_tmpdir() as workdir:
-        sims: dict[str, LojaIntegradaSimulator] = {}
+        sims: dict[str, TamperingSimulator] = {}
         specs: dict[str, ChannelSpec] = {}
         proc: DaemonProc | None = None
+        state_dir = workdir / "var"
+        mounted = False
         try:
+            state_dir.mkdir()
+            if state_dir_size is not None:
+                mount_tmpfs(state_dir, state_dir_size)
+                mounted = True
             for name in channel_names:
                 api_key, app_key = new_secret(f"api{name}"), new_secret(f"app{name}")
-                sim = make_simulator(name, api_key, app_key, **dict((sim_options or {}).get(name, {})))
+                sim = make_simulator(api_key, app_key, **dict((sim_options or {}).get(name, {})))
                 url = await sim.start("127.0.0.1", 0)
                 sims[name] = sim
                 specs[name] = ChannelSpec(
@@ -369,10 +444,13 @@ async def running_setup(
                     extra=dict((extra or {}).get(name, {})),
                     flows={k: dict(v) for k, v in (flows or {}).get(name, {}).items()},
                 )
+                if name in file_secrets:
+                    key_file = workdir / "credentials" / f"{name}_api_key"
+                    key_file.parent.mkdir(mode=0o700, exist_ok=True)
+                    key_file.write_text(api_key + "\n", encoding="utf-8")
+                    specs[name].api_key_file = key_file
             first = next(iter(sims.values()))
             skus = sorted(str(p["sku"]) for p in first.state()["products"])
-            state_dir = workdir / "var"
-            state_dir.mkdir()
             await seed_catalog(state_dir / "storesync.db", skus, stock_per_sku)
             config = workdir / "settings.toml"
             config.write_text(
@@ -393,6 +471,33 @@ async def running_setup(
                 await proc.stop()
             for sim in sims.values():
                 await sim.stop()
+            if mounted:
+                unmount(state_dir)
+
+
+def can_mount() -> bool:
+    """Mounting a tmpfs needs CAP_SYS_ADMIN (root in most CI containers, not everywhere)."""
+    with short_tmpdir("ssf-mnt-") as probe:
+        try:
+            mount_tmpfs(probe, 64 * 1024)
+        except (OSError, subprocess.CalledProcessError):
+            return False
+        unmount(probe)
+        return True
+
+
+def mount_tmpfs(path: Path, size: int, *, read_only: bool = False) -> None:
+    options = f"size={size},mode=0755" + (",ro" if read_only else "")
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+        check=True,
+        capture_output=True,
+        timeout=10,
+    )
+
+
+def unmount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True, timeout=10)
 
 
 # --- the ERP side ----------------------------------------------------------------------------------------
@@ -455,7 +560,9 @@ def query(db_path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any
         conn.close()
 
 
-def log_events(log_db: Path, event: str, *, channel: str | None = None, after_id: int = 0) -> list[dict[str, Any]]:
+def log_events(
+    log_db: Path, event: str, *, channel: str | None = None, after_id: int = 0
+) -> list[dict[str, Any]]:
     """Rows of the daemon's sync log with this event name (``data`` decoded)."""
     sql = "SELECT id, channel, data FROM sync_log WHERE event = ? AND id > ?"
     params: list[Any] = [event, after_id]
