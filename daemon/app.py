@@ -35,15 +35,13 @@ from daemon.controlapi.wire import (
     DaemonStatus,
     LogPage,
     LogRow,
-    OutboxItem,
-    OutboxState,
-    Problems,
 )
 from daemon.erp import ErpService
 from daemon.events import EventBus
 from daemon.flows import build_job
 from daemon.flows.config import ChannelConfig
 from daemon.flows.runner import FlowTiming
+from daemon.i18n import translate
 from daemon.logbook import LogBook, LogSink, configure_logging, set_log_level
 from daemon.settings import ChannelSettings, Settings, SettingsError, format_problems, load_settings
 from daemon.statedb import StateDB
@@ -128,7 +126,7 @@ class Daemon:
         self._dispatch_again = False
         self.logbook: LogBook | None = None
         self.db: StateDB | None = None
-        self.erp: ErpService | None = None
+        self._erp: ErpService | None = None
         self.session: aiohttp.ClientSession | None = None
         self.watcher: ChangeWatcher | None = None
         self.control: ControlServer | None = None
@@ -159,7 +157,9 @@ class Daemon:
         except (StoreError, OSError, sqlite3.Error, RuntimeError) as exc:
             raise StartupError(str(exc)) from None
         assert self.db is not None
-        self.erp = ErpService(self.db, self.clock, self._default_warehouse())
+        self._erp = ErpService(
+            self.db, self.clock, self._default_warehouse(), locale=self.settings.daemon.locale
+        )
         await self._sync_channel_table()
         self.session = aiohttp.ClientSession(
             headers={"User-Agent": f"storesync/{__version__}"},
@@ -311,9 +311,7 @@ class Daemon:
             while True:
                 self._dispatch_again = False
                 async with self.db.read() as conn:
-                    rows = await conn.execute_fetchall(
-                        "SELECT DISTINCT channel, entity FROM outbox WHERE state = 'pending'"
-                    )
+                    rows = await outbox.pending_kinds(conn, list(self.supervisors))
                 wanted: dict[str, set[str]] = {}
                 for row in rows:
                     wanted.setdefault(row[0], set()).add(row[1])
@@ -342,7 +340,7 @@ class Daemon:
                 self.notifier.ready(self._sd_status())
                 return ActionResult(
                     ok=False,
-                    message="settings not reloaded; still running on the previous ones",
+                    message=self._t("reload.failed", count=len(err.problems)),
                     details={"problems": err.problems},
                 )
             old = self.settings
@@ -355,7 +353,8 @@ class Daemon:
             log.info("settings.reloaded", **changed)
             self.notifier.ready(self._sd_status())
             self._on_db_change()
-            return ActionResult(ok=True, message="settings reloaded", details=changed)
+            path = str(new.config_path) if new.config_path else "settings.toml"
+            return ActionResult(ok=True, message=self._t("reload.ok", path=path), details=changed)
 
     async def _apply_channels(self, old: Settings, new: Settings) -> dict[str, list[str]]:
         before = old.enabled_channels()
@@ -384,6 +383,11 @@ class Daemon:
         return {"started": started, "stopped": stopped, "restarted": restarted, "updated": tuned}
 
     # --- status ----------------------------------------------------------------------------------
+
+    @property
+    def erp(self) -> ErpService:
+        assert self._erp is not None, "the daemon has not started"
+        return self._erp
 
     @property
     def bus(self) -> EventBus:
@@ -451,6 +455,10 @@ class Daemon:
 
     # --- runtime actions -------------------------------------------------------------------------
 
+    def _t(self, key: str, **params: object) -> str:
+        """A message for people, in the store's configured language."""
+        return translate(key, self.settings.daemon.locale, **params)
+
     def _supervisor(self, channel: str) -> ChannelSupervisor:
         try:
             return self.supervisors[channel]
@@ -461,7 +469,12 @@ class Daemon:
     async def sync_now(self, channel: str | None, flow: str | None) -> ActionResult:
         if channel is not None:
             flows = self._supervisor(channel).sync_now(flow)
-            return ActionResult(ok=True, message=f"sync requested: {channel} ({', '.join(flows)})")
+            message = (
+                self._t("sync.requested_flow", flow=flow, channel=channel)
+                if flow
+                else self._t("sync.requested", channel=channel)
+            )
+            return ActionResult(ok=True, message=message, details={"channel": channel, "flows": flows})
         touched = []
         for name, supervisor in self.supervisors.items():
             if flow is None or FlowName(flow) in supervisor.runners:
@@ -469,42 +482,32 @@ class Daemon:
                 touched.append(name)
         if flow is not None and not touched:
             raise KeyError(f"no running channel has the flow {flow!r}")
-        return ActionResult(ok=True, message=f"sync requested: {', '.join(touched) or 'no channels'}")
+        message = (
+            self._t("sync.requested_flow", flow=flow, channel=", ".join(touched))
+            if flow
+            else self._t("sync.requested_all")
+        )
+        return ActionResult(ok=True, message=message, details={"channels": touched})
 
     async def pause(self, channel: str, flow: str | None) -> ActionResult:
         self._supervisor(channel).pause(flow)
-        return ActionResult(ok=True, message=f"paused: {channel}{f' / {flow}' if flow else ''}")
+        where = f"{channel}/{flow}" if flow else channel
+        return ActionResult(ok=True, message=self._t("channel.paused", channel=where))
 
     async def resume(self, channel: str, flow: str | None) -> ActionResult:
         self._supervisor(channel).resume(flow)
-        return ActionResult(ok=True, message=f"resumed: {channel}{f' / {flow}' if flow else ''}")
+        where = f"{channel}/{flow}" if flow else channel
+        return ActionResult(ok=True, message=self._t("channel.resumed", channel=where))
 
     async def push_stock(self, sku: str) -> ActionResult:
-        assert self.erp is not None
         return await self.erp.push_stock(sku, sorted(self.supervisors))
 
     async def retry_outbox(self, ids: list[int] | None, channel: str | None) -> ActionResult:
-        assert self.erp is not None
         if channel is not None:
             self._supervisor(channel)
         return await self.erp.retry_outbox(ids, channel)
 
-    async def dismiss_import_failure(self, failure_id: int) -> ActionResult:
-        assert self.erp is not None
-        return await self.erp.dismiss_import_failure(failure_id)
-
-    async def outbox(
-        self, state: OutboxState | None, channel: str | None, limit: int, after_id: int | None
-    ) -> list[OutboxItem]:
-        assert self.erp is not None
-        return await self.erp.outbox(state, channel, limit, after_id)
-
-    async def problems(self) -> Problems:
-        assert self.erp is not None
-        return await self.erp.problems()
-
     async def explain(self, channel: str, entity: str, sku: str) -> dict[str, Any]:
-        assert self.erp is not None
         if channel not in self.settings.channels:
             raise KeyError(f"no channel {channel!r}")
         return await self.erp.explain(channel, entity, sku)
@@ -540,57 +543,6 @@ class Daemon:
     async def log_rows_after(self, after_id: int, limit: int) -> list[LogRow]:
         assert self.logbook is not None
         return await self.logbook.rows_after(after_id, limit)
-
-    async def stock_set(self, sku: str, warehouse: str | None, quantity: int) -> ActionResult:
-        assert self.erp is not None
-        return await self.erp.stock_set(sku, warehouse, quantity)
-
-    async def stock_move(
-        self, sku: str, warehouse: str | None, delta: int, reason: str, reference: str | None
-    ) -> ActionResult:
-        assert self.erp is not None
-        return await self.erp.stock_move(sku, warehouse, delta, reason, reference)
-
-    async def price_set(
-        self,
-        sku: str,
-        list_price: Decimal,
-        sale_price: Decimal | None,
-        cost_price: Decimal | None,
-        promo_price: Decimal | None,
-        promo_start: datetime | None,
-        promo_end: datetime | None,
-    ) -> ActionResult:
-        assert self.erp is not None
-        return await self.erp.price_set(
-            sku, list_price, sale_price, cost_price, promo_price, promo_start, promo_end
-        )
-
-    async def import_products_csv(self, text: str) -> ActionResult:
-        assert self.erp is not None
-        return await self.erp.import_products_csv(text)
-
-    async def invoice_add(
-        self,
-        channel: str,
-        order_number: str,
-        number: str,
-        series: str,
-        access_key: str,
-        issued_at: datetime,
-        danfe_url: str | None,
-        xml_url: str | None,
-    ) -> ActionResult:
-        assert self.erp is not None
-        return await self.erp.invoice_add(
-            channel, order_number, number, series, access_key, issued_at, danfe_url, xml_url
-        )
-
-    async def tracking_add(
-        self, channel: str, order_number: str, carrier: str | None, code: str, url: str | None
-    ) -> ActionResult:
-        assert self.erp is not None
-        return await self.erp.tracking_add(channel, order_number, carrier, code, url)
 
 
 EXIT_STARTUP_ERROR = 1

@@ -3,6 +3,9 @@
 Everything an operator can do in the TUI is here too. Talking to the daemon needs only the socket path,
 so that is found from the settings file *without* resolving secrets (an operator's shell does not hold
 the channel keys). Exit status: 0 done, 1 the daemon refused or is not running, 2 bad usage/settings.
+
+What the command prints itself is for store staff: in the terminal's language (LC_ALL / LC_MESSAGES /
+LANG) when it names one, else the settings' ``daemon.locale``, else pt_BR. ``--json`` never changes.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import re
 import sys
 import tomllib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from daemon import i18n
 from daemon.controlapi.client import (
     ControlClient,
     ControlClientError,
@@ -39,6 +44,30 @@ DEFAULT_CONFIG_NAME = "settings.toml"
 SOCKET_NAME = "control.sock"
 STATE_DB_NAME = "storesync.db"
 LEVELS = ("debug", "info", "warning", "error", "critical")
+
+_LOCALE: ContextVar[i18n.Locale] = ContextVar("storesync_cli_locale", default=i18n.DEFAULT_LOCALE)
+"""The locale of this run of the command; :func:`main` sets it (a ContextVar: tests run it in threads)."""
+
+
+def use_locale(locale: str | None) -> i18n.Locale:
+    """Fix the language of what this command prints (``main`` does this from the environment)."""
+    chosen = i18n.resolve_locale(locale)
+    _LOCALE.set(chosen)
+    return chosen
+
+
+def cli_locale(config: Path, environ: Mapping[str, str] | None = None) -> i18n.Locale:
+    """The terminal's language if it names one, else the settings' ``daemon.locale``, else pt_BR."""
+    return i18n.person_locale(configured_locale(config, environ), environ)
+
+
+def _t(key: str, /, **params: object) -> str:
+    return i18n.translate(key, _LOCALE.get(), **params)
+
+
+def _word(prefix: str, value: str) -> str:
+    """A state word in Portuguese; in English the identifier itself (what ``--state`` etc. accept)."""
+    return value if _LOCALE.get() == i18n.EN else i18n.label(prefix, value, _LOCALE.get())
 
 
 class UsageError(Exception):
@@ -143,10 +172,7 @@ def parse_when(text: str, *, now: datetime | None = None, name: str = "time") ->
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise UsageError(
-            f"{name}: expected a time like 2026-11-26T14:00, 2026-11-26, or an age like 30m, 2h, 1d; "
-            f"got {text!r}"
-        ) from None
+        raise UsageError(_t("cli.bad_time", name=name, text=repr(text))) from None
     return moment if moment.tzinfo else moment.astimezone()
 
 
@@ -158,9 +184,9 @@ def parse_money(text: str, *, name: str) -> Decimal:
     try:
         value = Decimal(cleaned)
     except InvalidOperation:
-        raise UsageError(f"{name}: not a price: {text!r}") from None
+        raise UsageError(_t("cli.bad_price", name=name, text=repr(text))) from None
     if not value.is_finite() or value < 0:
-        raise UsageError(f"{name}: not a price: {text!r}")
+        raise UsageError(_t("cli.bad_price", name=name, text=repr(text)))
     return value
 
 
@@ -176,7 +202,11 @@ def _err(text: str) -> None:
 
 
 def _local(moment: datetime | None) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+    """This machine's local time: 26/11/2026 14:05:09 (pt_BR) or 2026-11-26 14:05:09 (en)."""
+    if moment is None:
+        return "-"
+    pattern = "%d/%m/%Y %H:%M:%S" if _LOCALE.get() == i18n.PT_BR else "%Y-%m-%d %H:%M:%S"
+    return moment.astimezone().strftime(pattern)
 
 
 def _short(text: str | None, width: int) -> str:
@@ -226,22 +256,22 @@ def format_log_row(row: LogRow) -> str:
 
 def print_status(status: DaemonStatus) -> None:
     _out(
-        f"storesync {status.version}  pid {status.pid}  running since {_local(status.started_at)}"
-        + (f"  config {status.config_path}" if status.config_path else "")
+        _t("cli.status_line", version=status.version, pid=status.pid, since=_local(status.started_at))
+        + (_t("cli.status_config", path=status.config_path) if status.config_path else "")
     )
     if status.last_reload_error:
-        _out(f"last reload failed: {status.last_reload_error}")
+        _out(_t("cli.last_reload_failed", error=status.last_reload_error))
     if status.log_queue_dropped:
-        _out(f"log lines dropped (queue full): {status.log_queue_dropped}")
+        _out(_t("cli.log_dropped", count=status.log_queue_dropped))
     if not status.channels:
-        _out("no channels configured")
+        _out(_t("cli.no_channels"))
         return
     rows: list[list[str]] = []
     for ch in status.channels:
         error = ch.last_error or ""
         if ch.failing_since:
-            error = f"since {_local(ch.failing_since)}: {error}"
-        rows.append([ch.name, ch.kind, ch.state, "", "", "", "", _short(error, 80)])
+            error = _t("cli.failing_since", since=_local(ch.failing_since), error=error)
+        rows.append([ch.name, ch.kind, _word("state", ch.state), "", "", "", "", _short(error, 80)])
         for fl in ch.flows:
             rows.append(
                 [
@@ -249,20 +279,20 @@ def print_status(status: DaemonStatus) -> None:
                     "",
                     "",
                     fl.flow,
-                    fl.state,
+                    _word("state", fl.state),
                     _local(fl.last_ok_at),
                     f"{fl.pending}/{fl.failed}",
                     _short(fl.last_error, 80),
                 ]
             )
-    headers = ["CHANNEL", "KIND", "STATE", "FLOW", "FLOW STATE", "LAST OK", "PEND/FAIL", "LAST ERROR"]
-    for line in _table(headers, rows):
+    columns = ("channel", "kind", "state", "flow", "flow_state", "last_ok", "pending_failed", "last_error")
+    for line in _table([_t(f"cli.col.{c}") for c in columns], rows):
         _out(line)
 
 
 def print_outbox(items: Sequence[OutboxItem]) -> None:
     if not items:
-        _out("the outbox is empty for this filter")
+        _out(_t("cli.outbox_empty"))
         return
     rows = [
         [
@@ -270,14 +300,15 @@ def print_outbox(items: Sequence[OutboxItem]) -> None:
             i.channel,
             i.entity,
             i.sku or str(i.entity_id),
-            i.state,
+            _word("outbox_state", i.state),
             str(i.attempts),
             _local(i.next_attempt_at),
             _short(i.last_error, 80),
         ]
         for i in items
     ]
-    for line in _table(["ID", "CHANNEL", "ENTITY", "SKU", "STATE", "TRIES", "NEXT TRY", "LAST ERROR"], rows):
+    columns = ("id", "channel", "entity", "sku", "state", "tries", "next_try", "last_error")
+    for line in _table([_t(f"cli.col.{c}") for c in columns], rows):
         _out(line)
 
 
@@ -310,7 +341,7 @@ def print_result(result: ActionResult, as_json: bool) -> int:
         if isinstance(errors, list):
             for item in errors:
                 if isinstance(item, dict):
-                    where = f"line {item.get('line')}" if item.get("line") is not None else "?"
+                    where = _t("cli.at_line", line=item["line"]) if item.get("line") is not None else "?"
                     field = f" {item['field']}:" if item.get("field") else ""
                     _out(f"  {where}:{field} {item.get('error', '')}")
                 else:
@@ -326,10 +357,7 @@ def print_result(result: ActionResult, as_json: bool) -> int:
 
 
 def not_running_line(socket_path: str | Path) -> str:
-    return (
-        f"storesync: no daemon is running on {socket_path} "
-        "(start it with `storesync run` or `systemctl start storesync`)"
-    )
+    return _t("cli.not_running", socket=socket_path)
 
 
 def _with_client(args: argparse.Namespace, work: Callable[[ControlClient], Awaitable[int]]) -> int:
@@ -449,7 +477,7 @@ async def _follow(client: ControlClient, after: int | None, filters: Mapping[str
                     after = event.id
         except (DaemonNotRunning, ControlTimeout):
             if not waiting_said:
-                _err("storesync: lost the daemon; waiting for it to come back (Ctrl-C to stop)")
+                _err(_t("cli.lost_daemon"))
                 waiting_said = True
         attempts += 1
         if attempts > 60:
@@ -466,7 +494,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
             _print_row(row, args.json)
         if not args.follow:
             if page.next_cursor is not None and not args.json:
-                _err(f"(older rows: storesync logs --before {page.next_cursor} ...)")
+                _err(_t("cli.older_rows", cursor=page.next_cursor))
             return EXIT_OK
         # Nothing matched yet: follow from "now" (the stream's status snapshot gives the id).
         newest = page.rows[0].id if page.rows else None
@@ -481,7 +509,7 @@ def cmd_stock_set(args: argparse.Namespace) -> int:
 
 def cmd_stock_move(args: argparse.Namespace) -> int:
     if args.delta == 0:
-        raise UsageError("DELTA must not be zero")
+        raise UsageError(_t("cli.delta_zero"))
     return _action(args, lambda c: c.stock_move(args.sku, args.warehouse, args.delta, args.reason, args.ref))
 
 
@@ -500,9 +528,9 @@ def cmd_product_import(args: argparse.Namespace) -> int:
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+        raise UsageError(_t("cli.cannot_read", path=path, error=exc.strerror)) from None
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start}); save the CSV as UTF-8") from None
+        raise UsageError(_t("cli.not_utf8", path=path, byte=exc.start)) from None
     return _action(args, lambda c: c.import_products(text))
 
 
@@ -582,7 +610,7 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
     except Exception as exc:  # the store's errors say what is wrong with the file or folder
         _err(f"storesync: {exc}")
         return EXIT_FAILED
-    _out(f"{path}: schema version {version}")
+    _out(_t("cli.schema_version", path=path, version=version))
     return EXIT_OK
 
 
@@ -770,7 +798,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _needs_subcommand(args: argparse.Namespace) -> int:
-    raise UsageError(f"{args.command}: which action? see `storesync {args.command} --help`")
+    raise UsageError(_t("cli.which_action", command=args.command))
 
 
 # --- entry point -------------------------------------------------------------------------------------
@@ -793,6 +821,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    use_locale(cli_locale(config_path(args.config)))
     try:
         if args.socket is None:
             args.socket = str(default_socket_path(args.config))

@@ -3,6 +3,9 @@
 Each is one short transaction on the state database. The triggers then queue what the channels must
 hear, so these functions never talk to a channel themselves. Errors are ``KeyError`` for something
 that does not exist and ``ValueError`` for input that is wrong; both carry a message for people.
+
+Messages (``ActionResult.message`` and the errors) are for store staff, in the daemon's configured
+locale; the facts a program needs are in ``ActionResult.details``, so no client parses a message.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from daemon import i18n
 from daemon.clock import Clock
 from daemon.controlapi.wire import (
     ActionResult,
@@ -27,21 +31,30 @@ from daemon.store.outbox import Entity
 
 
 class ErpService:
-    def __init__(self, db: StateDB, clock: Clock, default_warehouse: str = "MAIN") -> None:
+    def __init__(
+        self, db: StateDB, clock: Clock, default_warehouse: str = "MAIN", *, locale: str = i18n.PT_BR
+    ) -> None:
         self.db = db
         self.clock = clock
         self.default_warehouse = default_warehouse
+        self.locale: i18n.Locale = i18n.resolve_locale(locale)
+
+    def _t(self, key: str, /, **params: object) -> str:
+        return i18n.translate(key, self.locale, **params)
+
+    def _money(self, value: Decimal) -> str:
+        return i18n.format_money(value, self.locale)
 
     async def _product_id(self, sku: str) -> int:
         async with self.db.read() as conn:
             product = await catalog.get_product_by_sku(conn, sku)
         if product is None:
-            raise KeyError(f"no product with SKU {sku!r}")
+            raise KeyError(self._t("erp.no_product", sku=repr(sku)))
         return product.id
 
     async def stock_set(self, sku: str, warehouse: str | None, quantity: int) -> ActionResult:
         if quantity < 0:
-            raise ValueError(f"quantity for SKU {sku!r} must be >= 0, got {quantity}")
+            raise ValueError(self._t("erp.bad_quantity", sku=repr(sku), quantity=quantity))
         where = warehouse or self.default_warehouse
         await self._product_id(sku)
         async with self.db.write() as conn:
@@ -49,7 +62,9 @@ class ErpService:
             delta = await stock.set_stock(conn, sku, where, quantity)
         return ActionResult(
             ok=True,
-            message=f"{sku}: stock in {where} set to {quantity} ({delta:+d})",
+            message=self._t(
+                "erp.stock_set", sku=sku, warehouse=where, quantity=quantity, delta=f"{delta:+d}"
+            ),
             details={"sku": sku, "warehouse": where, "quantity": quantity, "delta": delta},
         )
 
@@ -57,7 +72,7 @@ class ErpService:
         self, sku: str, warehouse: str | None, delta: int, reason: str, reference: str | None
     ) -> ActionResult:
         if delta == 0:
-            raise ValueError(f"a stock movement for SKU {sku!r} needs a non-zero quantity")
+            raise ValueError(self._t("erp.zero_movement", sku=repr(sku)))
         where = warehouse or self.default_warehouse
         product_id = await self._product_id(sku)
         async with self.db.write() as conn:
@@ -67,8 +82,21 @@ class ErpService:
             )
         return ActionResult(
             ok=True,
-            message=f"{sku}: {delta:+d} in {where} ({reason})",
-            details={"movement_id": movement_id, "sku": sku, "warehouse": where, "delta": delta},
+            message=self._t(
+                "erp.stock_moved",
+                sku=sku,
+                delta=f"{delta:+d}",
+                warehouse=where,
+                reason=i18n.label("erp.reason", reason, self.locale),
+            ),
+            details={
+                "movement_id": movement_id,
+                "sku": sku,
+                "warehouse": where,
+                "delta": delta,
+                "reason": reason,
+                "reference": reference,
+            },
         )
 
     async def price_set(
@@ -86,9 +114,25 @@ class ErpService:
             changed = await prices.set_price(
                 conn, sku, list_price, sale_price, cost_price, promo_price, promo_start, promo_end
             )
-        state = "changed" if changed else "unchanged"
+        shown = [self._t("erp.price.list", amount=self._money(list_price))]
+        if sale_price is not None:
+            shown.append(self._t("erp.price.sale", amount=self._money(sale_price)))
+        if promo_price is not None:
+            shown.append(self._t("erp.price.promo", amount=self._money(promo_price)))
+        key = "erp.price_changed" if changed else "erp.price_unchanged"
         return ActionResult(
-            ok=True, message=f"{sku}: price {state}", details={"sku": sku, "changed": changed}
+            ok=True,
+            message=self._t(key, sku=sku, prices=", ".join(shown)),
+            details={
+                "sku": sku,
+                "changed": changed,
+                "list_price": str(list_price),
+                "sale_price": _text(sale_price),
+                "cost_price": _text(cost_price),
+                "promo_price": _text(promo_price),
+                "promo_start": promo_start.isoformat() if promo_start else None,
+                "promo_end": promo_end.isoformat() if promo_end else None,
+            },
         )
 
     async def import_products_csv(self, text: str) -> ActionResult:
@@ -97,9 +141,13 @@ class ErpService:
         errors = [
             {"line": e.line, "field": e.column, "error": e.message, "sku": e.sku} for e in report.errors
         ]
-        message = (
-            f"{report.rows} rows: {report.created} created, {report.updated} updated, "
-            f"{report.unchanged} unchanged, {len(errors)} with errors"
+        message = self._t(
+            "erp.import_summary",
+            rows=report.rows,
+            created=report.created,
+            updated=report.updated,
+            unchanged=report.unchanged,
+            errors=len(errors),
         )
         return ActionResult(
             ok=not errors,
@@ -136,30 +184,44 @@ class ErpService:
                     danfe_url=danfe_url,
                     xml_url=xml_url,
                 )
-        except NotFoundError as exc:
-            raise KeyError(str(exc)) from None
+        except NotFoundError:
+            raise KeyError(self._t("erp.no_order", order=repr(order_number), channel=repr(channel))) from None
         return ActionResult(
             ok=True,
-            message=f"NF-e {number}/{series} attached to order {order_number} on {channel}",
-            details={"invoice_id": invoice_id},
+            message=self._t(
+                "erp.invoice_added", number=number, series=series, order=order_number, channel=channel
+            ),
+            details={
+                "invoice_id": invoice_id,
+                "channel": channel,
+                "order": order_number,
+                "number": number,
+                "series": series,
+            },
         )
 
     async def tracking_add(
         self, channel: str, order_number: str, carrier: str | None, code: str, url: str | None
     ) -> ActionResult:
-        if not code.strip():
-            raise ValueError("tracking code must not be empty")
+        code = code.strip()
+        if not code:
+            raise ValueError(self._t("erp.empty_tracking"))
         async with self.db.write() as conn:
             order_id = await self._order_id(conn, channel, order_number)
-            shipment_id = await orders.add_tracking(conn, order_id, carrier, code.strip(), url)
+            shipment_id = await orders.add_tracking(conn, order_id, carrier, code, url)
         return ActionResult(
             ok=True,
-            message=f"tracking {code} added to order {order_number} on {channel}",
-            details={"shipment_id": shipment_id, "order_id": order_id},
+            message=self._t("erp.tracking_added", code=code, order=order_number, channel=channel),
+            details={
+                "shipment_id": shipment_id,
+                "order_id": order_id,
+                "channel": channel,
+                "order": order_number,
+                "code": code,
+            },
         )
 
-    @staticmethod
-    async def _order_id(conn: Any, channel: str, number: str) -> int:
+    async def _order_id(self, conn: Any, channel: str, number: str) -> int:
         rows = list(
             await conn.execute_fetchall(
                 "SELECT id FROM orders WHERE channel = ? AND (number = ? OR remote_id = ?) "
@@ -168,7 +230,7 @@ class ErpService:
             )
         )
         if not rows:
-            raise KeyError(f"no order {number!r} on channel {channel!r}")
+            raise KeyError(self._t("erp.no_order", order=repr(number), channel=repr(channel)))
         return int(rows[0]["id"])
 
     async def push_stock(self, sku: str, channels: list[str]) -> ActionResult:
@@ -178,21 +240,29 @@ class ErpService:
                 await outbox.enqueue(conn, channel, "stock", [product_id])
         return ActionResult(
             ok=True,
-            message=f"{sku}: stock queued for {', '.join(channels) or 'no channel'}",
-            details={"product_id": product_id, "channels": channels},
+            message=self._t(
+                "erp.stock_queued", sku=sku, channels=", ".join(channels) or self._t("erp.no_channel")
+            ),
+            details={"product_id": product_id, "sku": sku, "channels": channels},
         )
 
     async def retry_outbox(self, ids: list[int] | None, channel: str | None) -> ActionResult:
         async with self.db.write() as conn:
             count = await outbox.retry(conn, ids=ids, channel=channel)
-        return ActionResult(ok=True, message=f"{count} item(s) queued again", details={"count": count})
+        return ActionResult(
+            ok=True, message=self._t("erp.retry_queued", count=count), details={"count": count}
+        )
 
     async def dismiss_import_failure(self, failure_id: int) -> ActionResult:
         async with self.db.write() as conn:
             dismissed = await import_failures.dismiss(conn, failure_id)
         if not dismissed:
-            raise KeyError(f"no open import failure with id {failure_id}")
-        return ActionResult(ok=True, message=f"import failure {failure_id} dismissed")
+            raise KeyError(self._t("erp.no_failure", id=failure_id))
+        return ActionResult(
+            ok=True,
+            message=self._t("erp.failure_dismissed", id=failure_id),
+            details={"failure_id": failure_id},
+        )
 
     async def outbox(
         self, state: OutboxState | None, channel: str | None, limit: int, after_id: int | None
@@ -248,7 +318,7 @@ class ErpService:
 
     async def explain(self, channel: str, entity: str, sku: str) -> dict[str, Any]:
         if entity not in ("stock", "price"):
-            raise ValueError(f"entity must be 'stock' or 'price', got {entity!r}")
+            raise ValueError(self._t("erp.bad_entity", entity=repr(entity)))
         product_id = await self._product_id(sku)
         kind: Entity = "stock" if entity == "stock" else "price"
         async with self.db.read() as conn:
@@ -259,7 +329,7 @@ class ErpService:
                 "entity": entity,
                 "sku": sku,
                 "pushed": None,
-                "message": f"nothing has been pushed yet for {sku} on {channel}",
+                "message": self._t("erp.nothing_pushed", sku=sku, channel=channel),
             }
         return {
             "channel": channel,
@@ -269,3 +339,8 @@ class ErpService:
             "pushed_at": pushed.pushed_at.isoformat() if pushed.pushed_at else None,
             "explanation": pushed.explanation,
         }
+
+
+def _text(value: Decimal | None) -> str | None:
+    """Decimals travel as strings in ``details``: exact, and JSON has no decimal type."""
+    return None if value is None else str(value)

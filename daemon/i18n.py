@@ -77,6 +77,79 @@ MESSAGES: dict[Locale, dict[str, str]] = {
         "state.needs_reauth": "needs new credentials",
         # documents
         "document.invalid": "invalid document {document}: {reason}",
+        # the storesync command (daemon/cli.py)
+        "cli.status_line": "storesync {version}  pid {pid}  running since {since}",
+        "cli.status_config": "  config {path}",
+        "cli.last_reload_failed": "last reload failed: {error}",
+        "cli.log_dropped": "log lines dropped (queue full): {count}",
+        "cli.no_channels": "no channels configured",
+        "cli.failing_since": "since {since}: {error}",
+        "cli.outbox_empty": "the outbox is empty for this filter",
+        "cli.not_running": (
+            "storesync: no daemon is running on {socket} "
+            "(start it with `storesync run` or `systemctl start storesync`)"
+        ),
+        "cli.lost_daemon": "storesync: lost the daemon; waiting for it to come back (Ctrl-C to stop)",
+        "cli.older_rows": "(older rows: storesync logs --before {cursor} ...)",
+        "cli.at_line": "line {line}",
+        "cli.schema_version": "{path}: schema version {version}",
+        "cli.bad_time": (
+            "{name}: expected a time like 2026-11-26T14:00, 2026-11-26, or an age like 30m, 2h, 1d; "
+            "got {text}"
+        ),
+        "cli.bad_price": "{name}: not a price: {text}",
+        "cli.delta_zero": "DELTA must not be zero",
+        "cli.cannot_read": "{path}: cannot read: {error}",
+        "cli.not_utf8": "{path}: not UTF-8 text (byte {byte}); save the CSV as UTF-8",
+        "cli.which_action": "{command}: which action? see `storesync {command} --help`",
+        "cli.col.channel": "CHANNEL",
+        "cli.col.kind": "KIND",
+        "cli.col.state": "STATE",
+        "cli.col.flow": "FLOW",
+        "cli.col.flow_state": "FLOW STATE",
+        "cli.col.last_ok": "LAST OK",
+        "cli.col.pending_failed": "PEND/FAIL",
+        "cli.col.last_error": "LAST ERROR",
+        "cli.col.id": "ID",
+        "cli.col.entity": "ENTITY",
+        "cli.col.sku": "SKU",
+        "cli.col.tries": "TRIES",
+        "cli.col.next_try": "NEXT TRY",
+        # outbox item states
+        "outbox_state.pending": "pending",
+        "outbox_state.sent": "sent",
+        "outbox_state.failed": "failed",
+        "outbox_state.parked": "parked",
+        # ERP actions (daemon/erp.py): ActionResult.message and the errors people see
+        "erp.stock_set": "{sku}: stock in {warehouse} set to {quantity} ({delta})",
+        "erp.stock_moved": "{sku}: {delta} in {warehouse} ({reason})",
+        "erp.reason.adjust": "adjust",
+        "erp.reason.sale": "sale",
+        "erp.reason.return": "return",
+        "erp.reason.transfer": "transfer",
+        "erp.reason.count": "count",
+        "erp.price_changed": "{sku}: price changed ({prices})",
+        "erp.price_unchanged": "{sku}: price unchanged ({prices})",
+        "erp.price.list": "list {amount}",
+        "erp.price.sale": "sale {amount}",
+        "erp.price.promo": "promotional {amount}",
+        "erp.import_summary": (
+            "{rows} rows: {created} created, {updated} updated, {unchanged} unchanged, {errors} with errors"
+        ),
+        "erp.invoice_added": "NF-e {number}/{series} attached to order {order} on {channel}",
+        "erp.tracking_added": "tracking {code} added to order {order} on {channel}",
+        "erp.stock_queued": "{sku}: stock queued for {channels}",
+        "erp.no_channel": "no channel",
+        "erp.retry_queued": "{count} item(s) queued again",
+        "erp.failure_dismissed": "import failure {id} dismissed",
+        "erp.nothing_pushed": "nothing has been pushed yet for {sku} on {channel}",
+        "erp.no_product": "no product with SKU {sku}",
+        "erp.bad_quantity": "quantity for SKU {sku} must be >= 0, got {quantity}",
+        "erp.zero_movement": "a stock movement for SKU {sku} needs a non-zero quantity",
+        "erp.empty_tracking": "tracking code must not be empty",
+        "erp.no_order": "no order {order} on channel {channel}",
+        "erp.no_failure": "no open import failure with id {id}",
+        "erp.bad_entity": "entity must be 'stock' or 'price', got {entity}",
     },
     PT_BR: {
         "daemon.starting": "storesync iniciando",
@@ -122,6 +195,81 @@ MESSAGES: dict[Locale, dict[str, str]] = {
         "state.circuit_open": "circuito aberto",
         "state.needs_reauth": "precisa de novas credenciais",
         "document.invalid": "documento inválido {document}: {reason}",
+        "cli.status_line": "storesync {version}  pid {pid}  rodando desde {since}",
+        "cli.status_config": "  configurações {path}",
+        "cli.last_reload_failed": "a última recarga falhou: {error}",
+        "cli.log_dropped": "linhas de log descartadas (fila cheia): {count}",
+        "cli.no_channels": "nenhum canal configurado",
+        "cli.failing_since": "desde {since}: {error}",
+        "cli.outbox_empty": "a fila de saída está vazia para este filtro",
+        "cli.not_running": (
+            "storesync: nenhum serviço storesync rodando em {socket} "
+            "(inicie com `storesync run` ou `systemctl start storesync`)"
+        ),
+        "cli.lost_daemon": (
+            "storesync: conexão com o serviço perdida; aguardando ele voltar (Ctrl-C para parar)"
+        ),
+        "cli.older_rows": "(linhas mais antigas: storesync logs --before {cursor} ...)",
+        "cli.at_line": "linha {line}",
+        "cli.schema_version": "{path}: versão do esquema {version}",
+        "cli.bad_time": (
+            "{name}: esperava uma data/hora como 2026-11-26T14:00, 2026-11-26, ou uma idade como "
+            "30m, 2h, 1d; recebi {text}"
+        ),
+        "cli.bad_price": "{name}: não é um preço: {text}",
+        "cli.delta_zero": "DELTA não pode ser zero",
+        "cli.cannot_read": "{path}: não foi possível ler: {error}",
+        "cli.not_utf8": "{path}: não é texto UTF-8 (byte {byte}); salve o CSV como UTF-8",
+        "cli.which_action": "{command}: qual ação? veja `storesync {command} --help`",
+        "cli.col.channel": "CANAL",
+        "cli.col.kind": "TIPO",
+        "cli.col.state": "SITUAÇÃO",
+        "cli.col.flow": "FLUXO",
+        "cli.col.flow_state": "SITUAÇÃO DO FLUXO",
+        "cli.col.last_ok": "ÚLTIMO OK",
+        "cli.col.pending_failed": "PEND/FALHA",
+        "cli.col.last_error": "ÚLTIMO ERRO",
+        "cli.col.id": "ID",
+        "cli.col.entity": "ENTIDADE",
+        "cli.col.sku": "SKU",
+        "cli.col.tries": "TENTATIVAS",
+        "cli.col.next_try": "PRÓXIMA TENTATIVA",
+        "outbox_state.pending": "pendente",
+        "outbox_state.sent": "enviado",
+        "outbox_state.failed": "com falha",
+        "outbox_state.parked": "estacionado",
+        "erp.stock_set": "{sku}: estoque em {warehouse} definido como {quantity} ({delta})",
+        "erp.stock_moved": "{sku}: {delta} em {warehouse} ({reason})",
+        "erp.reason.adjust": "ajuste",
+        "erp.reason.sale": "venda",
+        "erp.reason.return": "devolução",
+        "erp.reason.transfer": "transferência",
+        "erp.reason.count": "contagem",
+        "erp.price_changed": "{sku}: preço alterado ({prices})",
+        "erp.price_unchanged": "{sku}: preço sem alteração ({prices})",
+        "erp.price.list": "cheio {amount}",
+        "erp.price.sale": "venda {amount}",
+        "erp.price.promo": "promocional {amount}",
+        "erp.import_summary": (
+            "{rows} linha(s): {created} criado(s), {updated} atualizado(s), {unchanged} sem alteração, "
+            "{errors} com erro"
+        ),
+        "erp.invoice_added": "NF-e {number}/{series} vinculada ao pedido {order} em {channel}",
+        "erp.tracking_added": "rastreio {code} adicionado ao pedido {order} em {channel}",
+        "erp.stock_queued": "{sku}: estoque na fila para {channels}",
+        "erp.no_channel": "nenhum canal",
+        "erp.retry_queued": "{count} item(ns) na fila novamente",
+        "erp.failure_dismissed": "falha de importação {id} descartada",
+        "erp.nothing_pushed": "nada foi enviado ainda para {sku} em {channel}",
+        "erp.no_product": "nenhum produto com SKU {sku}",
+        "erp.bad_quantity": "a quantidade do SKU {sku} deve ser >= 0; recebi {quantity}",
+        "erp.zero_movement": (
+            "uma movimentação de estoque do SKU {sku} precisa de quantidade diferente de zero"
+        ),
+        "erp.empty_tracking": "o código de rastreio não pode ficar vazio",
+        "erp.no_order": "nenhum pedido {order} no canal {channel}",
+        "erp.no_failure": "nenhuma falha de importação aberta com id {id}",
+        "erp.bad_entity": "a entidade deve ser 'stock' ou 'price'; recebi {entity}",
     },
 }
 
@@ -137,6 +285,24 @@ def resolve_locale(value: str | None = None, environ: Mapping[str, str] | None =
         if env.get(name):
             return _match(env[name]) or DEFAULT_LOCALE
     return DEFAULT_LOCALE
+
+
+def environ_locale(environ: Mapping[str, str] | None = None) -> Locale | None:
+    """The language the terminal names (POSIX precedence), or None for unset / ``C`` / ``POSIX``."""
+    env = os.environ if environ is None else environ
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        if env.get(name):
+            return _match(env[name])
+    return None
+
+
+def person_locale(setting: str | None, environ: Mapping[str, str] | None = None) -> Locale:
+    """For a person at a terminal (the CLI): their language if it names one, else the setting, else pt_BR.
+
+    The reverse of :func:`resolve_locale`'s order: an operator who set ``LANG=en_US.UTF-8`` reads
+    English even if the store's settings say pt_BR; an SSH session with ``C.UTF-8`` gets the setting.
+    """
+    return environ_locale(environ) or (_match(setting) if setting else None) or DEFAULT_LOCALE
 
 
 def _match(tag: str) -> Locale | None:
@@ -214,6 +380,12 @@ def format_datetime(moment: datetime, locale: str | None = None, *, tz: tzinfo |
 def format_date(day: date, locale: str | None = None) -> str:
     loc = resolve_locale(locale) if locale else get_locale()
     return day.strftime("%d/%m/%Y" if loc == PT_BR else "%Y-%m-%d")
+
+
+def label(prefix: str, value: str, locale: str | None = None) -> str:
+    """``prefix.value`` translated, or ``value`` itself when the catalogue has no such word."""
+    key = f"{prefix}.{value}"
+    return translate(key, locale) if key in MESSAGES[EN] else value
 
 
 def flow_label(flow: str, locale: str | None = None) -> str:

@@ -83,6 +83,20 @@ class Runtime(Protocol):
 
     async def retry_outbox(self, ids: list[int] | None, channel: str | None) -> ActionResult: ...
 
+    async def explain(self, channel: str, entity: str, sku: str) -> dict[str, Any]:
+        """How the last pushed value of ``entity`` (stock | price) for ``sku`` was computed."""
+        ...
+
+    @property
+    def erp(self) -> ErpOperations:
+        """Stock, prices, catalog, invoices, tracking, outbox and problem lists."""
+        ...
+
+
+class ErpOperations(Protocol):
+    """The ERP-side reads and writes (``daemon.erp.ErpService``): one short transaction each; the
+    triggers queue whatever the channels must hear."""
+
     async def dismiss_import_failure(self, failure_id: int) -> ActionResult: ...
 
     async def outbox(
@@ -92,10 +106,6 @@ class Runtime(Protocol):
         ...
 
     async def problems(self) -> Problems: ...
-
-    async def explain(self, channel: str, entity: str, sku: str) -> dict[str, Any]:
-        """How the last pushed value of ``entity`` (stock | price) for ``sku`` was computed."""
-        ...
 
     async def stock_set(self, sku: str, warehouse: str | None, quantity: int) -> ActionResult:
         """Set the on-hand balance (None: the default warehouse) by recording the difference."""

@@ -470,7 +470,7 @@ class ControlServer:
     async def _outbox(self, request: web.Request) -> web.Response:
         _check_params(request, ("state", "channel", "limit", "after"))
         state = cast(OutboxState | None, _choice_param(request, "state", OUTBOX_STATES))
-        items = await self.runtime.outbox(
+        items = await self.runtime.erp.outbox(
             state,
             _str_param(request, "channel"),
             _int_param(request, "limit", default=200, low=1, high=MAX_LIMIT) or 200,
@@ -481,7 +481,7 @@ class ControlServer:
 
     async def _problems(self, request: web.Request) -> web.Response:
         _check_params(request, ())
-        return self._json(await self.runtime.problems())
+        return self._json(await self.runtime.erp.problems())
 
     async def _explain(self, request: web.Request) -> web.Response:
         _check_params(request, ("channel", "entity", "sku"))
@@ -570,7 +570,7 @@ class ControlServer:
         raw = request.match_info["id"]
         if not raw.isdigit():
             raise FieldError(f"import failure id must be a whole number, got {raw!r}", "id")
-        return self._json(await self.runtime.dismiss_import_failure(int(raw)))
+        return self._json(await self.runtime.erp.dismiss_import_failure(int(raw)))
 
     async def _push_stock(self, request: web.Request) -> web.Response:
         _check_params(request, ())
@@ -589,19 +589,19 @@ class ControlServer:
             ) from None
         if not text.strip():
             raise FieldError("the CSV is empty")
-        return self._json(await self.runtime.import_products_csv(text))
+        return self._json(await self.runtime.erp.import_products_csv(text))
 
     async def _stock_set(self, request: web.Request) -> web.Response:
         _check_params(request, ())
         body = await _json_body(request, StockSetRequest)
-        return self._json(await self.runtime.stock_set(body.sku, body.warehouse, body.quantity))
+        return self._json(await self.runtime.erp.stock_set(body.sku, body.warehouse, body.quantity))
 
     async def _stock_move(self, request: web.Request) -> web.Response:
         _check_params(request, ())
         body = await _json_body(request, StockMoveRequest)
         if body.delta == 0:
             raise FieldError("delta must not be zero", "delta")
-        result = await self.runtime.stock_move(
+        result = await self.runtime.erp.stock_move(
             body.sku, body.warehouse, body.delta, body.reason, body.reference
         )
         return self._json(result)
@@ -611,7 +611,7 @@ class ControlServer:
         b = await _json_body(request, PriceSetRequest)
         if b.promo_start and b.promo_end and b.promo_start >= b.promo_end:
             raise FieldError("promo_start must be earlier than promo_end", "promo_start")
-        result = await self.runtime.price_set(
+        result = await self.runtime.erp.price_set(
             b.sku, b.list_price, b.sale_price, b.cost_price, b.promo_price, b.promo_start, b.promo_end
         )
         return self._json(result)
@@ -619,7 +619,7 @@ class ControlServer:
     async def _invoice_add(self, request: web.Request) -> web.Response:
         _check_params(request, ())
         b = await _json_body(request, InvoiceAddRequest)
-        result = await self.runtime.invoice_add(
+        result = await self.runtime.erp.invoice_add(
             b.channel, b.order_number, b.number, b.series, b.access_key, b.issued_at, b.danfe_url, b.xml_url
         )
         return self._json(result)
@@ -627,5 +627,5 @@ class ControlServer:
     async def _tracking_add(self, request: web.Request) -> web.Response:
         _check_params(request, ())
         b = await _json_body(request, TrackingAddRequest)
-        result = await self.runtime.tracking_add(b.channel, b.order_number, b.carrier, b.code, b.url)
+        result = await self.runtime.erp.tracking_add(b.channel, b.order_number, b.carrier, b.code, b.url)
         return self._json(result)

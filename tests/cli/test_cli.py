@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Self, cast
 
 import pytest
 
@@ -35,6 +35,11 @@ class MiniRuntime:
     def __init__(self, book: LogBook) -> None:
         self.book = book
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    @property
+    def erp(self) -> Self:
+        """One fake plays both the runtime and its ERP operations."""
+        return self
 
     @property
     def bus(self) -> EventBus:
@@ -65,6 +70,17 @@ class MiniRuntime:
             message="1 product imported, 1 line refused",
             details={"errors": [{"line": 3, "field": "sku", "error": "is empty"}]},
         )
+
+
+@pytest.fixture(autouse=True)
+def _english(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """These tests check the English texts; tests/cli/test_cli_i18n.py covers the choice of language."""
+    for name in ("LC_ALL", "LC_MESSAGES", "STORESYNC_DAEMON__LOCALE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", "en_US.UTF-8")
+    token = cli._LOCALE.set("en")  # for functions called directly, not through cli.main
+    yield
+    cli._LOCALE.reset(token)
 
 
 @pytest.fixture

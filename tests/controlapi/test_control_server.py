@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import pytest
@@ -57,6 +57,11 @@ class FakeRuntime:
         self.flows = {"loja": ["orders", "stock"], "ml": ["orders"]}
         self.last_error: str | None = None
         self.status_calls = 0
+
+    @property
+    def erp(self) -> Self:
+        """One fake plays both the runtime and its ERP operations."""
+        return self
 
     @property
     def bus(self) -> EventBus:

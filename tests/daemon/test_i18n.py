@@ -6,20 +6,26 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
+from typing import get_args
 from zoneinfo import ZoneInfoNotFoundError
 
 import pytest
 
 from daemon import i18n
+from daemon.controlapi.wire import FlowState, OutboxState
 from daemon.i18n import (
     EN,
     MESSAGES,
     PT_BR,
+    environ_locale,
     flow_label,
     format_date,
     format_datetime,
     format_decimal,
     format_money,
+    label,
+    person_locale,
     resolve_locale,
     set_locale,
     store_timezone,
@@ -133,3 +139,40 @@ def test_timezone_falls_back_to_fixed_offset_without_tzdata(monkeypatch: pytest.
         assert format_datetime(datetime(2026, 11, 26, 17, 5, tzinfo=UTC), "pt_BR") == "26/11/2026 14:05"
     finally:
         store_timezone.cache_clear()
+
+
+def test_every_key_the_cli_and_the_erp_use_exists_in_both_languages() -> None:
+    """Keys written out in daemon/cli.py and daemon/erp.py, and the families they build names from."""
+    root = Path(__file__).resolve().parents[2] / "daemon"
+    used: set[str] = set()
+    for name in ("cli.py", "erp.py"):
+        source = (root / name).read_text(encoding="utf-8")
+        used |= set(re.findall(r'"((?:cli|erp|outbox_state|state)\.[a-z_.]+[a-z_])"', source))
+    assert {"cli.not_running", "cli.outbox_empty", "erp.stock_set", "erp.no_product"} <= used
+    used.discard("erp.reason")  # a family name given to i18n.label, checked below
+    columns = ["channel", "kind", "state", "flow", "flow_state", "last_ok", "pending_failed", "last_error"]
+    columns += ["id", "entity", "sku", "tries", "next_try"]
+    used |= {f"cli.col.{c}" for c in columns}
+    used |= {f"state.{s}" for s in get_args(FlowState)}
+    used |= {f"outbox_state.{s}" for s in get_args(OutboxState)}
+    used |= {f"erp.reason.{r}" for r in ("adjust", "sale", "return", "transfer", "count")}
+    for locale in (EN, PT_BR):
+        assert sorted(used - MESSAGES[locale].keys()) == [], locale
+
+
+def test_people_at_a_terminal_get_their_language_first() -> None:
+    assert environ_locale({"LANG": "C.UTF-8"}) is None
+    assert environ_locale({}) is None
+    assert environ_locale({"LC_ALL": "POSIX", "LANG": "pt_BR.UTF-8"}) is None  # LC_ALL decides
+    assert environ_locale({"LC_MESSAGES": "en_US", "LANG": "pt_BR"}) == EN
+    assert person_locale("pt_BR", {"LANG": "en_US.UTF-8"}) == EN
+    assert person_locale("en", {"LANG": "C"}) == EN
+    assert person_locale(None, {"LANG": "C"}) == PT_BR
+    assert person_locale("C", {}) == PT_BR
+
+
+def test_label_falls_back_to_the_word_itself() -> None:
+    assert label("erp.reason", "sale", "pt_BR") == "venda"
+    assert label("erp.reason", "sale", "en") == "sale"
+    assert label("erp.reason", "quebra", "pt_BR") == "quebra"
+    assert label("outbox_state", "parked", "pt_BR") == "estacionado"

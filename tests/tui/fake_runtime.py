@@ -140,6 +140,7 @@ class FakeRuntime:
         self.channels = scenario_channels()
         self.rows: list[LogRow] = scenario_logs() if logs is None else logs
         self.bus = EventBus(last_id=self.rows[-1].id if self.rows else 0)
+        self.erp = self  # one fake plays both the runtime and its ERP operations
         self.products = {"CAM-001-P": 1, "CAN-002": 2, "KIT-PRESENTE": 7}
         self.outbox_items = [
             OutboxItem(

@@ -64,7 +64,7 @@ async def test_sync_now_runs_one_flow_one_channel_and_everything(live: LiveDaemo
         after = await live.last_runs()
         assert after["stock"] == before["stock"], "only the selected flow runs"
         assert after["order_updates"] == before["order_updates"]
-        await wait_for_toast(pilot, app, "sync requested: loja (orders)")
+        await wait_for_toast(pilot, app, "sincronização de orders solicitada para loja")
 
         await go_to_row(pilot, "channel-table", CHANNEL)
         for key, target in (("s", "the channel"), ("a", "everything")):
@@ -118,7 +118,7 @@ async def test_pause_and_resume_a_channel_and_a_flow(live: LiveDaemon) -> None:
         )
         await pilot.press("enter")
         await live.eventually(lambda: orders_state(False), "loja/orders resumed")
-        await wait_for_toast(pilot, app, "resumed: loja / orders")
+        await wait_for_toast(pilot, app, "loja/orders retomado")
 
 
 async def test_push_one_products_stock_by_sku(live: LiveDaemon) -> None:
@@ -132,7 +132,7 @@ async def test_push_one_products_stock_by_sku(live: LiveDaemon) -> None:
         await pilot.press("k")
         await wait_until(pilot, lambda: isinstance(app.screen, SkuDialog))
         await pilot.press(*sku, "enter")
-        await wait_for_toast(pilot, app, f"{sku}: stock queued for loja")
+        await wait_for_toast(pilot, app, f"{sku}: estoque na fila para loja")  # the daemon speaks pt_BR
 
         async def queued() -> bool:
             return bool(await live.outbox_rows(sku, "pending"))
@@ -174,13 +174,13 @@ async def test_reload_settings(live: LiveDaemon) -> None:
 
         await live.eventually(reloaded, "settings_loaded_at changed")
         assert (await live.flow("orders")).interval_seconds == 420, "the new file is in force"
-        await wait_for_toast(pilot, app, "settings reloaded")
+        await wait_for_toast(pilot, app, "configurações recarregadas")
 
         # A broken file is refused: the daemon keeps the settings it has and the dashboard says why.
         second = await live.status()
         live.config.write_text("[daemon\n", encoding="utf-8")
         await pilot.press("ctrl+r")
-        severity, _ = await wait_for_toast(pilot, app, "settings not reloaded")
+        severity, _ = await wait_for_toast(pilot, app, "configurações não recarregadas")
         assert severity == "error"
         status = await live.status()
         assert status.settings_loaded_at == second.settings_loaded_at
@@ -224,7 +224,7 @@ async def test_retry_a_parked_item_then_all_of_them(live: LiveDaemon) -> None:
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.click("#yes")
         await live.eventually(pending, "every parked item is pending again")
-        await wait_for_toast(pilot, app, "1 item(s) queued again")
+        await wait_for_toast(pilot, app, "1 item(ns) na fila novamente")
 
 
 async def test_dismiss_an_order_that_could_not_be_imported(live: LiveDaemon) -> None:
@@ -265,7 +265,7 @@ async def test_dismiss_an_order_that_could_not_be_imported(live: LiveDaemon) -> 
 
         await live.eventually(dismissed, f"import failure {failure.id} dismissed")
         await wait_until(pilot, lambda: key not in app.problems_view.rows, timeout=10)
-        await wait_for_toast(pilot, app, f"import failure {failure.id} dismissed")
+        await wait_for_toast(pilot, app, f"falha de importação {failure.id} descartada")
 
     # The next pull fetches the same order again (the window overlaps): it stays dismissed.
     before = await live.last_runs()
