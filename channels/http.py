@@ -221,6 +221,8 @@ class HttpClient:
         self._base = URL(context.base_url)
         if self._base.scheme not in ("http", "https") or not self._base.host:
             raise ValueError(f"channel {context.name!r}: base_url must be an absolute http(s) URL")
+        self._base_text = str(self._base).rstrip("/")
+        self._base_is_root = self._base.path in ("", "/") and not self._base.query_string
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -249,8 +251,10 @@ class HttpClient:
                     f"({url.host}); only {self._base.host} is allowed"
                 )
             return url
-        base = str(self._base).rstrip("/")
-        return URL(base + "/" + path_or_url.lstrip("/"), encoded=False)
+        path = "/" + path_or_url.lstrip("/")
+        if self._base_is_root and not any(c in path for c in "?#%"):
+            return self._base.with_path(path)  # a plain path: no parse of the whole URL per request
+        return URL(self._base_text + path, encoded=False)
 
     def backoff(self, attempt: int) -> float:
         """Full jitter: uniform(0, min(cap, base * 2**attempt))."""
@@ -348,11 +352,9 @@ class HttpClient:
         expect: Expect,
         multipart: bool,
     ) -> HttpResponse:
-        send_headers: dict[str, str] = {}
+        send_headers: Mapping[str, str] | None = headers
         if self.auth is not None:
-            send_headers.update(await self.auth.headers())
-        if headers:
-            send_headers.update(headers)
+            send_headers = {**(await self.auth.headers()), **(headers or {})}
         body: Any = data
         if isinstance(data, Mapping):
             form = aiohttp.FormData(default_to_multipart=multipart)
@@ -407,6 +409,9 @@ class HttpClient:
             raise _Retry(
                 "body_too_large", f"response body of {declared} bytes exceeds {limit}", status=resp.status
             )
+        if declared is not None and "Content-Encoding" not in resp.headers:
+            # Not compressed: the parser stops at the declared length, which is within bounds.
+            return await resp.read()
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -447,6 +452,13 @@ class HttpClient:
             return raw.decode(resp.charset or "utf-8", errors="replace")
         if status == 204 or not raw.strip():
             return None
+        if resp.headers.get("Content-Type") == "application/json; charset=utf-8":
+            try:  # the usual answer, without parsing the header's parameters again
+                return jsonlib.loads(raw)
+            except ValueError as exc:
+                raise _Retry(
+                    "malformed_json", f"malformed JSON body ({type(exc).__name__})", status=status
+                ) from None
         ctype = resp.content_type.lower()
         if not (ctype == "application/json" or ctype.endswith("+json")):
             raise _Retry(

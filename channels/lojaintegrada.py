@@ -153,7 +153,10 @@ def _decimal(value: Any, where: str, *, default: Decimal | None = None) -> Decim
 
 def _seg(value: str) -> str:
     """An id as one path segment: a stray '/' or '?' in a stored id must not change the resource."""
-    return quote(str(value), safe="")
+    text = str(value)
+    if text.isascii() and text.isalnum():
+        return text  # nothing to quote (the usual numeric id)
+    return quote(text, safe="")
 
 
 def _text(value: Any) -> str | None:
@@ -210,6 +213,8 @@ class LojaIntegradaChannel(Channel):
             raise ValueError(f"channel {context.name!r}: invoice_format must be 'multipart' or 'json'")
         self.concurrency = max(1, int(opts.get("concurrency", 4)))
         self._auth_header = self._build_auth_header()
+        self._headers = {**self._auth_header, "Accept": "application/json"}
+        """Every call sends the same headers: built once, not per request."""
 
     # --- plumbing ---------------------------------------------------------------------------------
 
@@ -242,7 +247,7 @@ class LojaIntegradaChannel(Channel):
             params=params,
             json=json,
             data=data,
-            headers={**self._auth_header, "Accept": "application/json"},
+            headers=self._headers,
             expect=expect,
         )
         return response.body
@@ -658,7 +663,7 @@ class LojaIntegradaChannel(Channel):
         return await self._per_item(batch, lambda s: s.local_id, self._push_one_stock)
 
     async def _push_one_stock(self, item: StockPush) -> PushResult:
-        remote = await self._resolve_product(item.sku, item.remote_id, Priority.STOCK)
+        remote = item.remote_id or await self._resolve_product(item.sku, None, Priority.STOCK)
         body = {
             "gerenciado": item.manage_stock,
             "quantidade": item.quantity,

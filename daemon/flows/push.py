@@ -7,6 +7,7 @@ while the batch was on the wire stays pending and goes out on the next run (coal
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,15 +16,23 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import aiosqlite
 
+from channels.base import TransientError
 from channels.models import FlowName, PushResult
 from daemon.flows.job import ChannelJob
 from daemon.flows.runner import RunContext, RunResult
+from daemon.logbook import log_each
 from daemon.store import bindings, catalog, outbox
 from daemon.store.catalog import Product
 from daemon.store.outbox import Entity, OutboxRow
 
 ItemT = TypeVar("ItemT")
 SWEEP_CHUNK = 2000
+PREFETCH_BATCHES = 4
+"""A pipelined run claims this many batches at once: the claim sorts every due row, so with a big
+backlog one claim per batch cost about as much database time as settling the batch."""
+PREFETCH_MAX_AGE = 2.0
+"""Seconds a prefetched claim stays usable; older ones are claimed afresh (the version guard makes a
+stale row safe anyway, this only keeps retries that fell due meanwhile from waiting long)."""
 
 
 @dataclass
@@ -44,6 +53,12 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
     flow: ClassVar[FlowName]
     binds_products: ClassVar[bool] = True
     """Results carry the channel's product id: remember it as the product's binding."""
+    _settling: asyncio.Future[None] | None = None
+    """The previous batch's settle, still running (pipelined runs only)."""
+    _settling_ids: frozenset[int] = frozenset()
+    """Its outbox ids: claimed and pushed, not yet settled, so the next claim must skip them."""
+    _prefetched: tuple[float, list[OutboxRow]] | None = None
+    """Rows claimed for the next pipelined batches, and when (monotonic)."""
 
     @staticmethod
     async def synced_products(
@@ -143,17 +158,77 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
         due = await outbox.next_due_at(conn, self.channel, self.entity)
         return None if due is None else max(0.0, (due - now).total_seconds())
 
+    async def drain(self) -> None:
+        """Wait for the batch still being settled in the background (the runner calls this on stop)."""
+        self._prefetched = None
+        await self._join_settle()
+
+    async def _join_settle(self) -> None:
+        """Wait for the previous batch's settle; its failure (a database error) is this run's failure:
+        its rows are still pending and go out again, as after a crash."""
+        task = self._settling
+        if task is None:
+            return
+        try:
+            await task
+        finally:
+            self._settling = None
+            self._settling_ids = frozenset()
+
     async def run_once(self, run: RunContext) -> RunResult:
+        """Claim, prepare, send, settle one batch.
+
+        With ``run.pipeline`` (the runner's loop) a full batch is settled in the background while the
+        next batch is claimed, prepared and sent, so the wire is not idle during database work. The
+        next claim skips the rows still being settled; settles stay in order (at most one is
+        outstanding, joined before the next one starts) and :meth:`drain` finishes the last one.
+        """
+        if self._settling is not None and self._settling.done():
+            await self._join_settle()
+        try:
+            return await self._run_batch(run)
+        except BaseException:
+            self._prefetched = None
+            if self._settling is not None:
+                await asyncio.gather(self._settling, return_exceptions=True)
+                self._settling, self._settling_ids = None, frozenset()
+            raise
+
+    async def _claim(self, run: RunContext, now: datetime) -> tuple[list[OutboxRow], float | None]:
+        size = run.batch_size
+        if run.pipeline and self._prefetched is not None:
+            claimed_at, queued = self._prefetched
+            self._prefetched = None
+            if queued and self.clock.monotonic() - claimed_at <= PREFETCH_MAX_AGE:
+                if len(queued) > size:
+                    self._prefetched = (claimed_at, queued[size:])
+                return queued[:size], None
+        limit = size * PREFETCH_BATCHES if run.pipeline else size
+        wake_in: float | None = None
+        async with self.db.read() as conn:
+            rows = await outbox.claim_due(
+                conn, self.channel, self.entity, limit, now, exclude=self._settling_ids
+            )
+            if not rows and self._settling is None:
+                wake_in = await self.wake_in(conn, now)
+        if len(rows) > size:
+            self._prefetched = (self.clock.monotonic(), rows[size:])
+            rows = rows[:size]
+        return rows, wake_in
+
+    async def _run_batch(self, run: RunContext) -> RunResult:
         now = self.clock.now()
         await self.before_claim(run, now)
-        async with self.db.read() as conn:
-            rows = await outbox.claim_due(conn, self.channel, self.entity, run.batch_size, now)
-            if not rows:
-                wake_in = await self.wake_in(conn, now)
+        rows, wake_in = await self._claim(run, now)
+        if not rows and self._settling is not None:
+            # Only rows being settled are left: once settled, some may still be due (a change arrived
+            # meanwhile), which the wake-up time and the sweep must see.
+            await self._join_settle()
+            rows, wake_in = await self._claim(run, now)
         if not rows:
             if run.sweep and await self.sweep(run, now):
-                return RunResult(more=True)
-            return RunResult(wake_in=wake_in)
+                return RunResult(more=True, contacted=False)
+            return RunResult(wake_in=wake_in, contacted=False)
         async with self.db.read() as conn:
             plan = await self.prepare(conn, rows, now)
         results = await self.send([item for _, item in plan.send]) if plan.send else []
@@ -168,6 +243,39 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
                 done.append((row, item, result))
             else:
                 failed.append((row, result.error or "rejected by the channel", result.retryable))
+        sent_failures = [error for row, error, retryable in failed if retryable]
+        # Nothing got through and every item failed the retryable way: that is the channel failing,
+        # not the items. The rows are settled (backoff, bounded attempts); the channel's health hears
+        # it too, so the outage is logged once and the breaker can open.
+        channel_failing = (
+            bool(plan.send) and not done and len(sent_failures) == len(failed) - len(plan.refuse)
+        )
+        more = len(rows) >= run.batch_size or self._prefetched is not None
+        previous_error: Exception | None = None
+        try:
+            await self._join_settle()  # the previous batch's settle, in order, before this one's
+        except Exception as exc:  # this batch is on the channel already: settle and log it first
+            previous_error = exc
+        settle = self._settle(run, plan, done, failed)
+        if run.pipeline and more and not channel_failing and previous_error is None:
+            self._settling_ids = frozenset(row.id for row in rows)
+            self._settling = asyncio.ensure_future(settle)
+        else:
+            await settle
+        if previous_error is not None:
+            raise previous_error
+        if channel_failing:
+            raise TransientError(f"{len(sent_failures)} {self.entity} push(es) failed: {sent_failures[0]}")
+        return RunResult(done=len(done), failed=len(failed), more=more, contacted=bool(plan.send))
+
+    async def _settle(
+        self,
+        run: RunContext,
+        plan: Plan[ItemT],
+        done: Sequence[tuple[OutboxRow, ItemT, PushResult]],
+        failed: Sequence[tuple[OutboxRow, str, bool]],
+    ) -> None:
+        """One write transaction for the batch (version-guarded), then one log row per item."""
         settled_at = self.clock.now()
         async with self.db.write() as conn:
             await self.after_success(conn, done, plan, settled_at)
@@ -183,15 +291,23 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
                     rng=self.rng.random,
                     retryable=retryable,
                 )
-        for row, item, result in done:
-            run.log.info(
-                f"{self.entity}.pushed",
-                entity=self.entity,
-                entity_id=str(row.entity_id),
-                remote_id=result.remote_id,
-                sku=getattr(item, "sku", None),
-                value=plan.facts.get(row.entity_id, {}).get("value"),
-            )
+        facts = plan.facts
+        entity = self.entity
+        log_each(
+            run.log,
+            "info",
+            f"{entity}.pushed",
+            [
+                {
+                    "entity": entity,
+                    "entity_id": str(row.entity_id),
+                    "remote_id": result.remote_id,
+                    "sku": getattr(item, "sku", None),
+                    "value": facts[row.entity_id].get("value") if row.entity_id in facts else None,
+                }
+                for row, item, result in done
+            ],
+        )
         for row, error, retryable in failed:
             run.log.warning(
                 f"{self.entity}.push_failed",
@@ -202,4 +318,3 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
                 outcome=outcomes.get(row.id),
                 attempts=row.attempts + 1,
             )
-        return RunResult(done=len(done), failed=len(failed), more=len(rows) >= run.batch_size)

@@ -38,6 +38,9 @@ class RunResult:
     """A backlog remains: run again without waiting for the interval."""
     wake_in: float | None = None
     """Run again after at most this many seconds (a retry falls due, a promotion starts)."""
+    contacted: bool = True
+    """The run called the channel. A run that had nothing to send says nothing about the channel's
+    health: it must not mark a channel that is down as recovered (nor reset its breaker)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,9 @@ class RunContext:
     log: structlog.typing.FilteringBoundLogger
     sweep: bool = False
     """This run comes from the interval, not from a wake-up: push flows check for drift."""
+    pipeline: bool = False
+    """The runner's loop calls again at once after a full batch and drains the job on stop: a push
+    job may settle a batch in the background while it sends the next one."""
 
 
 class FlowJob(Protocol):
@@ -125,6 +131,22 @@ class FlowRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until ``stop`` is set; an in-flight batch always finishes (the caller bounds it)."""
+        try:
+            await self._run_loop(stop)
+        finally:
+            drain = getattr(self.job, "drain", None)
+            if drain is not None:
+                try:
+                    await drain()  # a batch settling in the background is part of the in-flight work
+                except Exception as exc:  # its rows stay pending: the next start sends them again
+                    log.warning(
+                        "run.settle_failed",
+                        channel=self.channel,
+                        flow=self.flow.value,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+
+    async def _run_loop(self, stop: asyncio.Event) -> None:
         await self._wait(self.start_offset, stop, wake_ok=True)
         while not stop.is_set():
             blocked = self._blocked_state()
@@ -174,7 +196,13 @@ class FlowRunner:
         run_id = uuid.uuid4().hex[:12]
         bound = log.bind(channel=self.channel, flow=self.flow.value, run_id=run_id)
         context = RunContext(
-            self.channel, self.flow, run_id, self.timing.batch_size, bound, sweep=self._interval_due()
+            self.channel,
+            self.flow,
+            run_id,
+            self.timing.batch_size,
+            bound,
+            sweep=self._interval_due(),
+            pipeline=True,
         )
         try:
             result = await self.job.run_once(context)
@@ -186,7 +214,7 @@ class FlowRunner:
             return self.timing.interval
         except RateLimited as exc:
             self._failed(str(exc))
-            self.health.record_failure(str(exc))
+            self.health.record_failure(str(exc), self.flow.value)
             bound.warning("run.rate_limited", error=str(exc), retry_after=exc.retry_after)
             self.state = "backing_off"
             return max(exc.retry_after or 0.0, self._backoff())
@@ -196,7 +224,7 @@ class FlowRunner:
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
             self._failed(message)
-            self.health.record_failure(message)
+            self.health.record_failure(message, self.flow.value)
             if self.consecutive_failures == 1:
                 bound.warning("run.failed", error=message)
             else:
@@ -215,7 +243,8 @@ class FlowRunner:
         self.failing_since = None
         self.last_error = None
         self.last_ok_at = self.clock.now()
-        self.health.record_success()
+        if result.contacted:
+            self.health.record_success(self.flow.value)
         self.state = "idle"
         if result.done or result.failed:
             bound.info("run.done", done=result.done, failed=result.failed, more=result.more)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -78,43 +78,62 @@ def _check_entity(entity: str) -> None:
 
 
 async def claim_due(
-    conn: aiosqlite.Connection, channel: str, entity: Entity, limit: int, now: datetime
+    conn: aiosqlite.Connection,
+    channel: str,
+    entity: Entity,
+    limit: int,
+    now: datetime,
+    *,
+    exclude: Collection[int] = (),
 ) -> list[OutboxRow]:
     """Rows to push now: every pending row, and failed rows whose retry time has come; oldest first.
 
     Pending rows are due regardless of ``next_attempt_at`` (triggers stamp it with SQLite's clock,
     which need not agree with an injected one). Nothing is locked: one flow drains one
-    (channel, entity), and the version guard settles any race with new changes.
+    (channel, entity), and the version guard settles any race with new changes. ``exclude``: outbox
+    ids already pushed whose settle has not committed yet (a pipelined flow's previous batch).
     """
-    rows = await conn.execute_fetchall(
-        "SELECT id, channel, entity, entity_id, version, attempts FROM outbox "
-        "WHERE channel = ? AND entity = ? "
-        "AND (state = 'pending' OR (state = 'failed' AND next_attempt_at <= ?)) "
-        "ORDER BY changed_at, id LIMIT ?",
-        (channel, entity, utc_iso(now), limit),
+    # Two index searches on outbox_due (channel, entity, state, ...) read only the due rows; the
+    # single OR'ed WHERE walked every row the channel ever had for the entity, sent ones included.
+    sql = (
+        "SELECT id, entity_id, version, attempts FROM ("
+        " SELECT id, entity_id, version, attempts, changed_at FROM outbox"
+        " WHERE channel = ?1 AND entity = ?2 AND state = 'pending'"
+        " UNION ALL"
+        " SELECT id, entity_id, version, attempts, changed_at FROM outbox"
+        " WHERE channel = ?1 AND entity = ?2 AND state = 'failed' AND next_attempt_at <= ?3"
+        ") "
     )
-    return [
-        OutboxRow(
-            int(r["id"]),
-            r["channel"],
-            r["entity"],
-            int(r["entity_id"]),
-            int(r["version"]),
-            int(r["attempts"]),
+    params: tuple[object, ...] = (channel, entity, utc_iso(now), limit)
+    if exclude:
+        sql += f"WHERE id NOT IN {IN_JSON.replace('?', '?5')} "
+        params += (json_list(exclude),)
+    # The whole claim comes back as one JSON value: fetching a few thousand rows one step at a time
+    # hands the GIL to and from the event loop's thread per row while a batch is on the wire.
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT json_group_array(json_array(id, entity_id, version, attempts)) FROM ("
+            + sql
+            + "ORDER BY changed_at, id LIMIT ?4)",
+            params,
         )
-        for r in rows
-    ]
+    )
+    claimed = json.loads(rows[0][0]) if rows else []
+    return [OutboxRow(r[0], channel, entity, r[1], r[2], r[3]) for r in claimed]
 
 
 async def mark_sent(conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime) -> int:
     """Settle pushed rows; returns how many were settled (the rest changed meanwhile: still pending)."""
     if not rows:
         return 0
+    # One statement for the whole batch: executemany steps once per row, and each step hands the
+    # GIL back and forth with the event loop's thread.
     async with transaction(conn):  # one commit for the batch, not one per row
-        cursor = await conn.executemany(
+        cursor = await conn.execute(
             "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = 0, last_error = NULL "
-            "WHERE id = ? AND version = ?",
-            [(utc_iso(now), row.id, row.version) for row in rows],
+            "FROM (SELECT value ->> 0 AS id, value ->> 1 AS version FROM json_each(?)) AS settled "
+            "WHERE outbox.id = settled.id AND outbox.version = settled.version",
+            (utc_iso(now), json_list([row.id, row.version] for row in rows)),
         )
     return max(cursor.rowcount, 0)
 
@@ -231,6 +250,20 @@ async def retry(
     return max(cursor.rowcount, 0)
 
 
+async def reschedule_failed(conn: aiosqlite.Connection, channel: str, now: datetime) -> int:
+    """Make a channel's failed rows due now (it answers again after an outage); returns how many.
+
+    Attempts are kept, so an item that fails on its own merits is still parked after the bound.
+    """
+    async with write_lock(conn):
+        cursor = await conn.execute(
+            "UPDATE outbox SET next_attempt_at = ? "
+            "WHERE channel = ? AND state = 'failed' AND next_attempt_at > ?",
+            (utc_iso(now), channel, utc_iso(now)),
+        )
+    return max(cursor.rowcount, 0)
+
+
 async def enqueue(
     conn: aiosqlite.Connection, channel: str | None, entity: Entity, entity_ids: Iterable[int]
 ) -> int:
@@ -267,6 +300,22 @@ async def next_due_at(conn: aiosqlite.Connection, channel: str, entity: Entity) 
         )
     )
     return parse_stamp(rows[0]["due"]) if rows else None
+
+
+async def pending_kinds(conn: aiosqlite.Connection, channels: Iterable[str]) -> list[tuple[str, str]]:
+    """``(channel, entity)`` pairs of ``channels`` that have pending rows.
+
+    One index probe per pair: the change watcher asks after every commit, and a ``DISTINCT`` over the
+    state column read the whole outbox each time (every entity ever synced, on every channel).
+    """
+    names = json_list(channels)
+    entities = " UNION ALL ".join(f"SELECT '{entity}' AS entity" for entity in sorted(ENTITIES))
+    rows = await conn.execute_fetchall(
+        f"SELECT j.value, e.entity FROM json_each(?) j, ({entities}) e WHERE EXISTS ("
+        "SELECT 1 FROM outbox o WHERE o.channel = j.value AND o.entity = e.entity AND o.state = 'pending')",
+        (names,),
+    )
+    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 async def has_pending(conn: aiosqlite.Connection, channel: str, entity: Entity) -> bool:
@@ -359,16 +408,22 @@ async def record_pushed(
     """Remember what each entity was pushed as, and why: ``[(entity_id, value, explanation)]``."""
     if not items:
         return
-    async with transaction(conn):
-        await conn.executemany(
+    rows = json_list(
+        [entity_id, _value_json(value), dumps(dict(explanation))] for entity_id, value, explanation in items
+    )
+    async with transaction(conn):  # one statement, not one step per row (see mark_sent)
+        await conn.execute(
             "INSERT INTO pushed_values (channel, entity, entity_id, value, explanation, pushed_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, entity, entity_id) DO UPDATE SET "
+            "SELECT ?, ?, value ->> 0, value ->> 1, value ->> 2, ? FROM json_each(?) WHERE true "
+            "ON CONFLICT (channel, entity, entity_id) DO UPDATE SET "
             "value = excluded.value, explanation = excluded.explanation, pushed_at = excluded.pushed_at",
-            [
-                (channel, entity, entity_id, dumps(value), dumps(dict(explanation)), utc_iso(now))
-                for entity_id, value, explanation in items
-            ],
+            (channel, entity, utc_iso(now), rows),
         )
+
+
+def _value_json(value: object) -> str:
+    """``dumps(value)``; a stock quantity (a plain int) is its own JSON text, without the encoder."""
+    return str(value) if type(value) is int else dumps(value)
 
 
 async def pushed_values(
