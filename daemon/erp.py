@@ -206,9 +206,12 @@ class ErpService:
         code = code.strip()
         if not code:
             raise ValueError(self._t("erp.empty_tracking"))
-        async with self.db.write() as conn:
-            order_id = await self._order_id(conn, channel, order_number)
-            shipment_id = await orders.add_tracking(conn, order_id, carrier, code, url)
+        try:
+            async with self.db.write() as conn:
+                order_id = await orders.resolve_order_id(conn, (channel, order_number))
+                shipment_id = await orders.add_tracking(conn, order_id, carrier, code, url)
+        except NotFoundError:
+            raise KeyError(self._t("erp.no_order", order=repr(order_number), channel=repr(channel))) from None
         return ActionResult(
             ok=True,
             message=self._t("erp.tracking_added", code=code, order=order_number, channel=channel),
@@ -220,18 +223,6 @@ class ErpService:
                 "code": code,
             },
         )
-
-    async def _order_id(self, conn: Any, channel: str, number: str) -> int:
-        rows = list(
-            await conn.execute_fetchall(
-                "SELECT id FROM orders WHERE channel = ? AND (number = ? OR remote_id = ?) "
-                "ORDER BY number = ? DESC LIMIT 1",
-                (channel, number, number, number),
-            )
-        )
-        if not rows:
-            raise KeyError(self._t("erp.no_order", order=repr(number), channel=repr(channel)))
-        return int(rows[0]["id"])
 
     async def push_stock(self, sku: str, channels: list[str]) -> ActionResult:
         product_id = await self._product_id(sku)

@@ -523,7 +523,8 @@ async def reconcile_stock_states(
 # --- invoices and tracking -------------------------------------------------------------------------
 
 
-async def _order_id(conn: aiosqlite.Connection, order: int | tuple[str, str]) -> int:
+async def resolve_order_id(conn: aiosqlite.Connection, order: int | tuple[str, str]) -> int:
+    """The order's id, by id or by ``(channel, order number or remote id)``; NotFoundError if none."""
     if isinstance(order, int):
         rows = list(await conn.execute_fetchall("SELECT id FROM orders WHERE id = ?", (order,)))
         if not rows:
@@ -570,7 +571,7 @@ async def add_invoice(
     """
     key = normalise_access_key(access_key)
     async with transaction(conn):
-        order_id = await _order_id(conn, order)
+        order_id = await resolve_order_id(conn, order)
         rows = list(
             await conn.execute_fetchall("SELECT id, order_id FROM invoices WHERE access_key = ?", (key,))
         )
@@ -602,7 +603,7 @@ async def add_tracking(
     if not code:
         raise InvalidData(f"order {order_id}: tracking code must not be empty")
     async with transaction(conn):
-        await _order_id(conn, order_id)
+        await resolve_order_id(conn, order_id)
         rows = list(
             await conn.execute_fetchall(
                 "SELECT id, remote_id, tracking_code FROM shipments WHERE order_id = ? ORDER BY id",
