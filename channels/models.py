@@ -8,6 +8,7 @@ because platforms send "2.00"; stock balances pushed out are whole units.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -184,7 +185,11 @@ class ProductPush(_Model):
     """Set when the product is already bound on this channel: update instead of create."""
 
 
-class StockPush(_Model):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StockPush:
+    """A plain dataclass, not a model: the daemon builds thousands a second from its own store, where
+    there is nothing to validate (measured: a model's validation was a tenth of the push path)."""
+
     local_id: int
     sku: str
     remote_id: str | None = None
@@ -229,8 +234,10 @@ class OrderUpdatePush(_Model):
     tracking: tuple[TrackingData, ...] = ()
 
 
-class PushResult(_Model):
-    """Per-item outcome of a push: one bad item never fails the other 99."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PushResult:
+    """Per-item outcome of a push: one bad item never fails the other 99. A dataclass for the same
+    reason as ``StockPush``: one per item, built by our own code."""
 
     local_id: int
     ok: bool

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import sys
 import threading
@@ -27,6 +26,7 @@ import aiosqlite
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
 
+from daemon import jsontext
 from daemon.clock import SYSTEM_CLOCK, Clock, utc_iso
 from daemon.controlapi.wire import LogPage, LogRow
 from daemon.events import EventBus
@@ -145,10 +145,9 @@ def _normal_level(level: Any) -> str:
     return {"warn": "warning", "exception": "error", "fatal": "critical"}.get(text, "info")
 
 
-_LINE_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
-"""What the stdout renderer (``JSONRenderer(default=str, ensure_ascii=False)``) does, built once."""
-_DATA_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False, separators=(",", ":"))
-_ROWS_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+def render_line(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> str:
+    """The stdout renderer: one JSON object per line (``str()`` for what JSON has no type for)."""
+    return jsontext.dumps(event_dict)
 
 
 def event_to_row(event_dict: Mapping[str, Any], clock: Clock = SYSTEM_CLOCK) -> Row:
@@ -165,7 +164,7 @@ def event_to_row(event_dict: Mapping[str, Any], clock: Clock = SYSTEM_CLOCK) -> 
         _column(get("entity")),
         _column(get("entity_id")),
         _column(get("remote_id")),
-        _DATA_ENCODER.encode(data),
+        jsontext.dumps(data),
     )
 
 
@@ -459,7 +458,7 @@ class LogSink:
                 " remote_id, data) SELECT ? + key + 1, value ->> 0, value ->> 1, value ->> 2,"
                 " value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8,"
                 " value ->> 9 FROM json_each(?) ORDER BY key",
-                (base, _ROWS_ENCODER.encode(batch)),
+                (base, jsontext.dumps(batch, default=None)),
             )
             await conn.execute("COMMIT")
         except BaseException:
@@ -688,7 +687,7 @@ def configure_logging(
     set_log_level(level)
     renderer: Callable[[WrappedLogger, str, EventDict], Any]
     if json_stdout:
-        renderer = structlog.processors.JSONRenderer(default=str, ensure_ascii=False)
+        renderer = render_line
         factory: Any = structlog.PrintLoggerFactory(stream or sys.stdout)
     else:
         renderer = _drop
@@ -774,7 +773,7 @@ def log_each(
     rows: list[Row] = []
     lines: list[str] = []
     render = _STATE.json_stdout and isinstance(printer, structlog.PrintLogger)
-    encode_line = _LINE_ENCODER.encode
+    encode_line = jsontext.dumps
     for item in items:
         event_dict: EventDict = {**shared, **redaction(printer, normal, dict(item)), "event": event}
         event_dict["level"] = normal

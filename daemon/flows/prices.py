@@ -12,7 +12,7 @@ import aiosqlite
 from channels.models import FlowName, PricePush, PushResult
 from daemon.flows.push import Plan, PushJob
 from daemon.flows.runner import RunContext
-from daemon.store import bindings, outbox, prices
+from daemon.store import bindings, catalog, outbox, prices
 from daemon.store.outbox import Entity, OutboxRow
 
 
@@ -45,7 +45,7 @@ class PricesJob(PushJob[PricePush]):
         self, conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime
     ) -> Plan[PricePush]:
         plan: Plan[PricePush] = Plan()
-        found = await self.synced_products(conn, rows, plan)
+        found = await self.synced_products(conn, rows, plan, catalog.product_refs)
         ids = [product.id for _, product in found]
         figures = await prices.effective_prices(conn, ids, self.config.price_adjust_percent, now)
         remote = await bindings.remote_ids(conn, self.channel, "product", ids)

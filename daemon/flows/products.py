@@ -11,7 +11,7 @@ import aiosqlite
 
 from channels.models import FlowName, ProductPush, PushResult
 from daemon.flows.push import Plan, PushJob
-from daemon.store import bindings, outbox
+from daemon.store import bindings, catalog, outbox
 from daemon.store.outbox import Entity, OutboxRow
 
 
@@ -23,7 +23,7 @@ class ProductsJob(PushJob[ProductPush]):
         self, conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime
     ) -> Plan[ProductPush]:
         plan: Plan[ProductPush] = Plan()
-        found = await self.synced_products(conn, rows, plan)
+        found = await self.synced_products(conn, rows, plan, catalog.get_products)
         remote = await bindings.remote_ids(conn, self.channel, "product", [p.id for _, p in found])
         for row, product in found:
             item = ProductPush(

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import aiosqlite
 
@@ -21,11 +21,18 @@ from channels.models import FlowName, PushResult
 from daemon.flows.job import ChannelJob
 from daemon.flows.runner import RunContext, RunResult
 from daemon.logbook import log_each
-from daemon.store import bindings, catalog, outbox
-from daemon.store.catalog import Product
+from daemon.store import bindings, outbox
 from daemon.store.outbox import Entity, OutboxRow
 
+
+class _Syncable(Protocol):
+    @property
+    def sync_enabled(self) -> bool: ...
+
+
 ItemT = TypeVar("ItemT")
+ProductT = TypeVar("ProductT", bound=_Syncable)
+ProductLoader = Callable[[aiosqlite.Connection, list[int]], Awaitable[Mapping[int, ProductT]]]
 SWEEP_CHUNK = 2000
 PREFETCH_BATCHES = 4
 """A pipelined run claims this many batches at once: the claim sorts every due row, so with a big
@@ -59,13 +66,21 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
     """Its outbox ids: claimed and pushed, not yet settled, so the next claim must skip them."""
     _prefetched: tuple[float, list[OutboxRow]] | None = None
     """Rows claimed for the next pipelined batches, and when (monotonic)."""
+    _preparing: asyncio.Future[tuple[list[OutboxRow], Plan[ItemT]] | None] | None = None
+    """The next batch, read from the store while this one is on the wire (pipelined runs only)."""
 
     @staticmethod
     async def synced_products(
-        conn: aiosqlite.Connection, rows: Sequence[OutboxRow], plan: Plan[ItemT]
-    ) -> list[tuple[OutboxRow, Product]]:
-        """The rows whose product exists and is synced; the others go to ``plan`` as refused/skipped."""
-        products = await catalog.get_products(conn, [row.entity_id for row in rows])
+        conn: aiosqlite.Connection,
+        rows: Sequence[OutboxRow],
+        plan: Plan[ItemT],
+        load: ProductLoader[ProductT],
+    ) -> list[tuple[OutboxRow, ProductT]]:
+        """The rows whose product exists and is synced; the others go to ``plan`` as refused/skipped.
+
+        ``load`` reads the products: whole ones for the products flow, the few columns stock and
+        prices need (``catalog.product_refs``) for theirs."""
+        products = await load(conn, [row.entity_id for row in rows])
         found = []
         for row in rows:
             product = products.get(row.entity_id)
@@ -159,9 +174,18 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
         return None if due is None else max(0.0, (due - now).total_seconds())
 
     async def drain(self) -> None:
-        """Wait for the batch still being settled in the background (the runner calls this on stop)."""
+        """Wait for the batch still being settled in the background (the runner calls this on stop).
+
+        A batch prepared ahead is dropped: nothing of it was sent, its rows are still pending."""
         self._prefetched = None
+        await self._drop_prepared()
         await self._join_settle()
+
+    async def _drop_prepared(self) -> None:
+        task, self._preparing = self._preparing, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def _join_settle(self) -> None:
         """Wait for the previous batch's settle; its failure (a database error) is this run's failure:
@@ -189,20 +213,43 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
             return await self._run_batch(run)
         except BaseException:
             self._prefetched = None
+            await self._drop_prepared()
             if self._settling is not None:
                 await asyncio.gather(self._settling, return_exceptions=True)
                 self._settling, self._settling_ids = None, frozenset()
             raise
 
+    def _take_prefetched(self, size: int) -> list[OutboxRow]:
+        """The next ``size`` prefetched rows, if the prefetch is still fresh."""
+        if self._prefetched is None:
+            return []
+        claimed_at, queued = self._prefetched
+        self._prefetched = None
+        if not queued or self.clock.monotonic() - claimed_at > PREFETCH_MAX_AGE:
+            return []
+        if len(queued) > size:
+            self._prefetched = (claimed_at, queued[size:])
+        return queued[:size]
+
+    async def _prepare_ahead(self, size: int) -> tuple[list[OutboxRow], Plan[ItemT]] | None:
+        """Read the next prefetched batch while the current one is being sent.
+
+        The plan is read a little earlier than it is sent; that is safe for the same reason a
+        prefetched claim is: a change committed after the claim bumped the row's version, so the
+        settle leaves it pending and the newer value goes out next.
+        """
+        rows = self._take_prefetched(size)
+        if not rows:
+            return None
+        async with self.db.read() as conn:
+            return rows, await self.prepare(conn, rows, self.clock.now())
+
     async def _claim(self, run: RunContext, now: datetime) -> tuple[list[OutboxRow], float | None]:
         size = run.batch_size
-        if run.pipeline and self._prefetched is not None:
-            claimed_at, queued = self._prefetched
-            self._prefetched = None
-            if queued and self.clock.monotonic() - claimed_at <= PREFETCH_MAX_AGE:
-                if len(queued) > size:
-                    self._prefetched = (claimed_at, queued[size:])
-                return queued[:size], None
+        if run.pipeline:
+            rows = self._take_prefetched(size)
+            if rows:
+                return rows, None
         limit = size * PREFETCH_BATCHES if run.pipeline else size
         wake_in: float | None = None
         async with self.db.read() as conn:
@@ -216,10 +263,22 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
             rows = rows[:size]
         return rows, wake_in
 
+    async def _next_batch(
+        self, run: RunContext, now: datetime
+    ) -> tuple[list[OutboxRow], float | None, Plan[ItemT] | None]:
+        """The batch prepared ahead by the previous run, or a fresh claim (its plan still to read)."""
+        task, self._preparing = self._preparing, None
+        if task is not None:
+            ready = await task
+            if ready is not None:
+                return ready[0], None, ready[1]
+        rows, wake_in = await self._claim(run, now)
+        return rows, wake_in, None
+
     async def _run_batch(self, run: RunContext) -> RunResult:
         now = self.clock.now()
         await self.before_claim(run, now)
-        rows, wake_in = await self._claim(run, now)
+        rows, wake_in, plan = await self._next_batch(run, now)
         if not rows and self._settling is not None:
             # Only rows being settled are left: once settled, some may still be due (a change arrived
             # meanwhile), which the wake-up time and the sweep must see.
@@ -229,8 +288,12 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
             if run.sweep and await self.sweep(run, now):
                 return RunResult(more=True, contacted=False)
             return RunResult(wake_in=wake_in, contacted=False)
-        async with self.db.read() as conn:
-            plan = await self.prepare(conn, rows, now)
+        if plan is None:
+            async with self.db.read() as conn:
+                plan = await self.prepare(conn, rows, now)
+        if run.pipeline and self._prefetched is not None:
+            # The store is read for the next batch while this one is on the wire.
+            self._preparing = asyncio.ensure_future(self._prepare_ahead(run.batch_size))
         results = await self.send([item for _, item in plan.send]) if plan.send else []
         by_local_id = {result.local_id: result for result in results}
         done: list[tuple[OutboxRow, ItemT, PushResult]] = []
@@ -250,7 +313,7 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
         channel_failing = (
             bool(plan.send) and not done and len(sent_failures) == len(failed) - len(plan.refuse)
         )
-        more = len(rows) >= run.batch_size or self._prefetched is not None
+        more = len(rows) >= run.batch_size or self._prefetched is not None or self._preparing is not None
         previous_error: Exception | None = None
         try:
             await self._join_settle()  # the previous batch's settle, in order, before this one's

@@ -11,7 +11,7 @@ import aiosqlite
 
 from channels.models import FlowName, PushResult, StockPush
 from daemon.flows.push import Plan, PushJob
-from daemon.store import bindings, stock
+from daemon.store import bindings, catalog, stock
 from daemon.store.outbox import Entity, OutboxRow
 
 
@@ -23,7 +23,7 @@ class StockJob(PushJob[StockPush]):
         self, conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime
     ) -> Plan[StockPush]:
         plan: Plan[StockPush] = Plan()
-        found = await self.synced_products(conn, rows, plan)
+        found = await self.synced_products(conn, rows, plan, catalog.product_refs)
         ids = [product.id for _, product in found]
         figures = await stock.available_to_promise(
             conn, ids, list(self.config.stock_warehouses), self.config.stock_buffer

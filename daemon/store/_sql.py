@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
+from daemon import jsontext
 from daemon.clock import parse_iso, utc_iso
 
 NOW_SQL = "strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now')"
@@ -25,7 +25,7 @@ CENTS = Decimal("0.01")
 
 
 def json_list(values: Iterable[object]) -> str:
-    return json.dumps(list(values))
+    return jsontext.dumps(list(values), default=None)
 
 
 def money_text(value: Decimal) -> str:
@@ -62,7 +62,7 @@ def parse_stamp(text: str | None) -> datetime | None:
 
 def dumps(value: object) -> str:
     """JSON for payload/explanation columns; Decimals keep their exact text."""
-    return json.dumps(value, default=_json_default, ensure_ascii=False, sort_keys=True)
+    return jsontext.dumps(value, default=_json_default, sort_keys=True)
 
 
 def _json_default(value: object) -> object:

@@ -17,7 +17,7 @@ import aiosqlite
 
 from daemon.store import prices as prices_repo
 from daemon.store import stock as stock_repo
-from daemon.store._products import PRODUCT_COLUMNS, Product, product_from_row
+from daemon.store._products import PRODUCT_COLUMNS, Product, ProductRef, product_from_row
 from daemon.store._sql import IN_JSON, decimal_text, json_list, money_text
 from daemon.store.db import transaction
 from daemon.store.errors import AmbiguousProduct, InvalidData, NotFoundError
@@ -67,6 +67,15 @@ async def get_products(conn: aiosqlite.Connection, product_ids: Iterable[int]) -
         f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id IN {IN_JSON}", (json_list(product_ids),)
     )
     return {int(r["id"]): product_from_row(r) for r in rows}
+
+
+async def product_refs(conn: aiosqlite.Connection, product_ids: Iterable[int]) -> dict[int, ProductRef]:
+    """What a stock or price push needs of each product, without building whole products."""
+    rows = await conn.execute_fetchall(
+        f"SELECT id, sku, manage_stock, sync_enabled FROM products WHERE id IN {IN_JSON}",
+        (json_list(product_ids),),
+    )
+    return {int(r[0]): ProductRef(int(r[0]), str(r[1]), bool(r[2]), bool(r[3])) for r in rows}
 
 
 async def find_products(

@@ -219,7 +219,7 @@ async def levels(conn: aiosqlite.Connection, product_ids: Iterable[int]) -> dict
 # --- available to promise --------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _Base:
     """A stock-holding product's raw figures (before any buffer)."""
 
@@ -227,24 +227,15 @@ class _Base:
     on_hand: dict[str, int]
     reserved_by_channel: dict[str, int]
 
-    @property
-    def on_hand_total(self) -> int:
-        return sum(self.on_hand.values())
-
-    @property
-    def reserved(self) -> int:
-        return sum(self.reserved_by_channel.values())
-
-    @property
-    def net(self) -> int:
-        return self.on_hand_total - self.reserved
-
     def describe(self) -> dict[str, Any]:
+        on_hand_total = sum(self.on_hand.values())
+        reserved = sum(self.reserved_by_channel.values())
         return {
             "on_hand": dict(self.on_hand),
-            "on_hand_total": self.on_hand_total,
-            "reserved": self.reserved,
+            "on_hand_total": on_hand_total,
+            "reserved": reserved,
             "reserved_by_channel": dict(self.reserved_by_channel),
+            "net": on_hand_total - reserved,
         }
 
 
@@ -311,27 +302,28 @@ async def available_to_promise(
         base[int(r["product_id"])].reserved_by_channel[r["channel"]] = int(r["qty"])
 
     result: dict[int, StockFigure] = {}
+    warehouse_list = list(warehouses)
     for pid in ids:
         if pid not in skus:
             continue
         if pid in kits:
             result[pid] = _kit_figure(pid, skus[pid], kits[pid], base, warehouses, buffer)
         else:
-            item = base[pid]
-            quantity = max(0, item.net - buffer)
+            figures = base[pid].describe()
+            computed = figures.pop("net") - buffer
+            quantity = max(0, computed)
             result[pid] = StockFigure(
                 pid,
                 quantity,
                 {
-                    "sku": item.sku,
-                    "warehouses": list(warehouses),
-                    **item.describe(),
+                    "sku": skus[pid],
+                    "warehouses": warehouse_list,
+                    **figures,
                     "buffer": buffer,
-                    "computed": item.net - buffer,
+                    "computed": computed,
                     "quantity": quantity,
-                    "formula": f"{item.on_hand_total} on hand - {item.reserved} reserved - "
-                    f"{buffer} buffer = {item.net - buffer}"
-                    + (" -> 0 (never negative)" if item.net - buffer < 0 else ""),
+                    "formula": f"{figures['on_hand_total']} on hand - {figures['reserved']} reserved - "
+                    f"{buffer} buffer = {computed}" + (" -> 0 (never negative)" if computed < 0 else ""),
                 },
             )
     return result
@@ -348,13 +340,14 @@ def _kit_figure(
     parts: list[dict[str, Any]] = []
     for component_id, per_kit in components:
         item = base[component_id]
-        available = max(0, item.net)
+        figures = item.describe()
+        available = max(0, figures.pop("net"))
         parts.append(
             {
                 "product_id": component_id,
                 "sku": item.sku,
                 "per_kit": per_kit,
-                **item.describe(),
+                **figures,
                 "available": available,
                 "kits": available // per_kit,
             }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -93,6 +94,12 @@ def page(
         "previous": None,
     }
     return {"meta": meta, "objects": objects}
+
+
+def json_body(call: Any) -> Any:
+    """The JSON a call sent: the HTTP client encodes it once per request and sends the bytes."""
+    assert call.kwargs["headers"]["Content-Type"] == "application/json"
+    return json.loads(call.kwargs["data"])
 
 
 def sent(mocked: aioresponses, method: str, path: str) -> list[Any]:
@@ -253,7 +260,7 @@ async def test_push_stock_is_per_item(pool: ClientPool) -> None:
         )
         mocked.put(url_of("/v1/produto_estoque/50"), status=502, body="bad gateway", repeat=True)
         results = await channel_batch(li, batch)
-        body = sent(mocked, "PUT", "/v1/produto_estoque/10")[0].kwargs["json"]
+        body = json_body(sent(mocked, "PUT", "/v1/produto_estoque/10")[0])
     assert body == {"gerenciado": True, "quantidade": 5, "situacao_em_estoque": 0, "situacao_sem_estoque": -1}
     by_id = {r.local_id: r for r in results}
     assert [r.local_id for r in results] == [1, 2, 3, 4, 5]
@@ -320,8 +327,8 @@ async def test_push_products_create_link_and_update(pool: ClientPool) -> None:
         mocked.post(url_of("/v1/produto"), status=400, payload={"error_message": "nome: obrigatório"})
         mocked.get(url_of("/v1/produto"), payload=page([]))
         results = await li.push_products(batch)
-        create_body = sent(mocked, "POST", "/v1/produto")[0].kwargs["json"]
-        put_body = sent(mocked, "PUT", "/v1/produto/30")[0].kwargs["json"]
+        create_body = json_body(sent(mocked, "POST", "/v1/produto")[0])
+        put_body = json_body(sent(mocked, "PUT", "/v1/produto/30")[0])
     assert create_body == {
         "sku": "NEW",
         "nome": "Novo",
@@ -366,7 +373,7 @@ async def test_push_prices_body(pool: ClientPool, options: dict[str, Any], expec
     with aioresponses() as mocked:
         mocked.put(url_of("/v1/produto_preco/7"), payload={})
         [result] = await li.push_prices([item])
-        body = sent(mocked, "PUT", "/v1/produto_preco/7")[0].kwargs["json"]
+        body = json_body(sent(mocked, "PUT", "/v1/produto_preco/7")[0])
     assert result.ok and body == expected
 
 
@@ -382,8 +389,6 @@ async def test_order_update_finds_the_envio_when_not_given(pool: ClientPool) -> 
         mocked.put(url_of("/v1/pedido_envio/3001"), payload={})
         mocked.put(url_of("/v1/situacao/pedido/1234"), payload={})
         [result] = await li.push_order_updates([update])
-        assert sent(mocked, "PUT", "/v1/pedido_envio/3001")[0].kwargs["json"] == {"objeto": "BR123"}
-        assert sent(mocked, "PUT", "/v1/situacao/pedido/1234")[0].kwargs["json"] == {
-            "codigo": "pedido_enviado"
-        }
+        assert json_body(sent(mocked, "PUT", "/v1/pedido_envio/3001")[0]) == {"objeto": "BR123"}
+        assert json_body(sent(mocked, "PUT", "/v1/situacao/pedido/1234")[0]) == {"codigo": "pedido_enviado"}
     assert result.ok and result.remote_id == "1234"

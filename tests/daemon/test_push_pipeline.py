@@ -4,6 +4,7 @@ every row settled in order, a change during a push stays pending, every item log
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -123,6 +124,42 @@ async def test_a_change_during_a_pipelined_push_stays_pending(
     assert await states(db) == {"sent": PRODUCTS}
 
 
+async def test_a_change_to_a_batch_read_ahead_stays_pending(
+    setup: tuple[StateDB, FakeStock, StockJob],
+) -> None:
+    """The next batch is read while this one is on the wire; a change landing after that read must
+    still go out (the version guard leaves its row pending), not be settled with the old value."""
+    db, fake, job = setup
+
+    async def sell_from_next_batch(items: Sequence[StockPush]) -> None:
+        if items[0].sku == "SKU000" and fake.hook is not None:
+            fake.hook = None
+            assert job._preparing is not None  # SKU004's batch is being (or has been) read ahead
+            await job._preparing
+            async with db.write() as conn:
+                await stock.set_stock(conn, "SKU004", "MAIN", 0)
+
+    fake.hook = sell_from_next_batch
+    await drain_all(job)
+    assert ("SKU004", 5) in fake.pushed  # the value read ahead went out with its batch
+    assert fake.pushed.count(("SKU004", 0)) == 1
+    assert await states(db) == {"sent": PRODUCTS}
+
+
+async def test_a_stop_drops_the_batch_read_ahead_and_loses_nothing(
+    setup: tuple[StateDB, FakeStock, StockJob],
+) -> None:
+    db, fake, job = setup
+    first = await job.run_once(context(1))
+    assert first.more and job._preparing is not None
+    await job.drain()  # the runner stops here: the batch read ahead was never sent
+    assert job._preparing is None
+    assert (await states(db)) == {"sent": BATCH, "pending": PRODUCTS - BATCH}
+    await drain_all(job)
+    assert sorted(set(fake.pushed)) == sorted(fake.pushed)  # nothing pushed twice
+    assert await states(db) == {"sent": PRODUCTS}
+
+
 async def test_a_failed_settle_fails_the_next_run_after_settling_that_runs_batch(
     setup: tuple[StateDB, FakeStock, StockJob],
 ) -> None:
@@ -184,4 +221,4 @@ async def test_log_each_writes_one_filterable_row_and_line_per_item(tmp_path: Pa
         ("stock.pushed", "stock", str(i), f"R{i}") for i in range(3)
     ]
     lines = (folder / "out.jsonl").read_text().splitlines()
-    assert len(lines) == 3 and all('"event": "stock.pushed"' in line for line in lines)
+    assert [json.loads(line)["event"] for line in lines] == ["stock.pushed"] * 3
