@@ -5,6 +5,11 @@ aiohttp script (the most a Python client on this machine gets through this serve
 daemon, which reads the outbox, computes available-to-promise, pushes, settles each batch and logs every
 item. The ratio daemon/raw is the price of doing it properly. Both send with the same number of
 requests in flight.
+
+A third figure splits that price: the daemon's own HTTP layer (``HttpClient`` + the Loja Integrada
+connector: rate limiter, retries, typed errors, response checks), driven in the benchmark's process
+with no store, flow or log behind it. raw -> connector is what the HTTP manners cost, connector ->
+daemon what reading, computing, settling and logging each item costs.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import time
 from typing import Any
 
 import aiohttp
+from pydantic import SecretStr
 
 from bench.common import Report, bench_dir, header, rate, verdict
 from bench.harness import (
@@ -30,6 +36,11 @@ from bench.harness import (
     write_settings,
 )
 from bench.simhost import API_KEY, APP_KEY, SimHost
+from channels.http import HttpClient
+from channels.lojaintegrada import LojaIntegradaChannel
+from channels.models import ChannelContext, StockPush
+from channels.ratelimit import RateLimiter
+from daemon.clock import SYSTEM_CLOCK
 
 CONCURRENCY = 16
 """Requests in flight: the connector's ``concurrency`` option and the raw script's worker count."""
@@ -68,6 +79,33 @@ async def raw_push(base_url: str, remote_ids: list[str], quantity: int, concurre
     return elapsed
 
 
+async def connector_push(base_url: str, remote_ids: list[str], quantity: int, concurrency: int) -> float:
+    """The daemon's HTTP layer alone: the connector pushes the same items, BATCH_SIZE at a time."""
+    context = ChannelContext(
+        name="bench",
+        kind="lojaintegrada",
+        base_url=base_url,
+        secrets={"api_key": SecretStr(API_KEY), "app_key": SecretStr(APP_KEY)},
+        options={"concurrency": concurrency},
+        rate_limit_per_minute=1_000_000,
+    )
+    limiter = RateLimiter(context.rate_limit_per_minute, context.rate_limit_burst, SYSTEM_CLOCK)
+    connector = aiohttp.TCPConnector(limit=100, limit_per_host=20)  # as the daemon's session
+    async with aiohttp.ClientSession(connector=connector) as session:
+        http = HttpClient(context, clock=SYSTEM_CLOCK, limiter=limiter, session=session)
+        channel = LojaIntegradaChannel(context, http)
+        items = [
+            StockPush(local_id=i, sku=f"bench-{i}", remote_id=remote, quantity=quantity)
+            for i, remote in enumerate(remote_ids)
+        ]
+        started = time.monotonic()
+        for start in range(0, len(items), BATCH_SIZE):
+            results = await channel.push_stock(items[start : start + BATCH_SIZE])
+            if not all(result.ok for result in results):
+                raise RuntimeError(f"the connector failed: {next(r.error for r in results if not r.ok)}")
+        return time.monotonic() - started
+
+
 def rounds(rates: list[float]) -> str:
     return ", ".join(f"{r:,.0f}" for r in rates)
 
@@ -82,6 +120,7 @@ async def run(quick: bool = False) -> Report:
     count = 2000 if quick else 20_000
     on_hand = 100
     raw_rates: list[float] = []
+    connector_rates: list[float] = []
     daemon_rates: list[float] = []
     cpu_per_item: list[float] = []
     with bench_dir("thr") as folder:
@@ -96,6 +135,8 @@ async def run(quick: bool = False) -> Report:
             for round_ in range(ROUNDS):
                 seconds = await raw_push(host.urls[0], remote, on_hand + 50 + round_, CONCURRENCY)
                 raw_rates.append(rate(count, seconds))
+                seconds = await connector_push(host.urls[0], remote, on_hand + 60 + round_, CONCURRENCY)
+                connector_rates.append(rate(count, seconds))
 
             settings = write_settings(
                 folder,
@@ -144,11 +185,17 @@ async def run(quick: bool = False) -> Report:
                 await daemon.stop()
             await host.stop()
 
-    raw_rate, daemon_rate = max(raw_rates), max(daemon_rates)
+    raw_rate, connector_rate, daemon_rate = max(raw_rates), max(connector_rates), max(daemon_rates)
     ratio = daemon_rate / raw_rate
     report.line(f"{count:,} stock updates a round, {CONCURRENCY} in flight, daemon batch size {BATCH_SIZE}")
     report.figure(
         "raw_per_s", raw_rate, f"raw aiohttp script: {raw_rate:8,.0f} PUT/s  (rounds: {rounds(raw_rates)})"
+    )
+    report.figure(
+        "connector_per_s",
+        connector_rate,
+        f"daemon's HTTP layer alone:  {connector_rate:8,.0f} PUT/s  (rounds: {rounds(connector_rates)}; "
+        f"{connector_rate / raw_rate:.2f} of raw)",
     )
     report.figure(
         "daemon_per_s",

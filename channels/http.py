@@ -378,7 +378,7 @@ class HttpClient:
         if self.auth is not None:
             send_headers = {**(await self.auth.headers()), **(headers or {})}
         body: Any = data
-        if isinstance(data, Mapping):
+        if data is not None and not isinstance(data, bytes | str) and isinstance(data, Mapping):
             form = aiohttp.FormData(default_to_multipart=multipart)
             for key, value in data.items():
                 form.add_field(key, value)

@@ -64,6 +64,8 @@ class RateLimiter:
             raise ValueError(f"rate limit burst must be >= 0, got {burst}")
         self._rate = per_minute / 60.0
         self._capacity = float(burst or default_burst(per_minute))
+        self._cap = max(1, math.floor(self._rate * WINDOW_SECONDS + 1e-9))
+        """Grants allowed in any sliding window."""
 
     def reconfigure(self, per_minute: float, burst: int) -> None:
         """Apply new settings without losing the tokens already earned (clamped to the new burst)."""
@@ -99,7 +101,7 @@ class RateLimiter:
 
     @property
     def _window_cap(self) -> int:
-        return max(1, math.floor(self._rate * WINDOW_SECONDS + 1e-9))
+        return self._cap
 
     def _expire(self, now: float) -> None:
         """Forget slots whose every grant is older than the window (a slot's end is its latest grant)."""
@@ -156,8 +158,10 @@ class RateLimiter:
 
     async def acquire(self, priority: Priority = Priority.BACKGROUND) -> None:
         """Take one token, waiting behind more urgent (then earlier) callers when there is none."""
-        self._refill()
         now = self._clock.monotonic()
+        if now > self._stamp:  # _refill, inlined: this runs once per request
+            self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
+            self._stamp = now
         if (
             not self._waiters
             and self._tokens >= 1.0
