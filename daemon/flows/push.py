@@ -53,6 +53,10 @@ class Plan(Generic[ItemT]):
     """Cannot be sent as it stands (no price, product deleted): park with the reason."""
     facts: dict[int, dict[str, Any]] = field(default_factory=dict)
     """Per entity id: what was sent and how it was computed, recorded after success."""
+    link_first: list[OutboxRow] = field(default_factory=list)
+    """The product is not on the channel yet and the products flow runs there: settled now, the
+    product queued for the products flow, which creates or links it and then queues its stock and
+    price again (see ``PushJob.links_first``)."""
 
 
 class PushJob(ChannelJob, ABC, Generic[ItemT]):
@@ -68,6 +72,19 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
     """Rows claimed for the next pipelined batches, and when (monotonic)."""
     _preparing: asyncio.Future[tuple[list[OutboxRow], Plan[ItemT]] | None] | None = None
     """The next batch, read from the store while this one is on the wire (pipelined runs only)."""
+
+    @property
+    def links_first(self) -> bool:
+        """The products flow runs on this channel, so it creates or links every product; stock and
+        price wait for that instead of looking an unlinked product up by SKU themselves (a new
+        product costs 3 requests instead of ~6, and no push fails with "SKU not on the channel")."""
+        timing = self.config.flows.get(FlowName.PRODUCTS)
+        return (
+            timing is not None
+            and timing.enabled
+            and FlowName.PRODUCTS in self.connector.supported_flows
+            and self.flow is not FlowName.PRODUCTS
+        )
 
     @staticmethod
     async def synced_products(
@@ -342,7 +359,13 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
         settled_at = self.clock.now()
         async with self.db.write() as conn:
             await self.after_success(conn, done, plan, settled_at)
-            await outbox.mark_sent(conn, [row for row, _, _ in done] + plan.skip, settled_at)
+            await outbox.mark_sent(
+                conn, [row for row, _, _ in done] + plan.skip + plan.link_first, settled_at
+            )
+            if plan.link_first:
+                await outbox.enqueue_if_settled(
+                    conn, self.channel, "product", [row.entity_id for row in plan.link_first]
+                )
             outcomes = {}
             for row, error, retryable in failed:
                 outcomes[row.id] = await outbox.mark_failed(
@@ -356,6 +379,13 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
                 )
         facts = plan.facts
         entity = self.entity
+        if plan.link_first:
+            run.log.info(
+                f"{entity}.waiting_for_link",
+                entity=entity,
+                count=len(plan.link_first),
+                product_ids=[row.entity_id for row in plan.link_first[:20]],
+            )
         log_each(
             run.log,
             "info",

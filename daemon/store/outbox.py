@@ -290,6 +290,23 @@ async def enqueue(
     return max(cursor.rowcount, 0)
 
 
+async def enqueue_if_settled(
+    conn: aiosqlite.Connection, channel: str, entity: Entity, entity_ids: Iterable[int]
+) -> int:
+    """Queue entities that have no row yet or whose last push went out; leave queued and parked
+    rows alone (a queued one is coming anyway, a parked one waits for the operator)."""
+    _check_entity(entity)
+    ids = json_list(sorted({int(i) for i in entity_ids}))
+    sql = (
+        "INSERT INTO outbox (channel, entity, entity_id) SELECT ?, ?, j.value FROM json_each(?) j WHERE true"
+    )
+    async with write_lock(conn):
+        cursor = await conn.execute(
+            sql + ENQUEUE_CONFLICT + " WHERE outbox.state = 'sent'", (channel, entity, ids)
+        )
+    return max(cursor.rowcount, 0)
+
+
 async def next_due_at(conn: aiosqlite.Connection, channel: str, entity: Entity) -> datetime | None:
     """When the next pending/failed row is due (in the past when something is pending now)."""
     rows = list(

@@ -22,7 +22,8 @@ from daemon.flows import build_job
 from daemon.flows.config import ChannelConfig
 from daemon.flows.runner import FlowTiming, RunContext, RunResult
 from daemon.statedb import StateDB
-from daemon.store import catalog, channels, import_failures, mappings, orders, outbox, stock
+from daemon.store import bindings, catalog, channels, import_failures, mappings, orders, outbox, stock
+from daemon.store._products import id_for_sku
 from tests.channels.channel_support import API_KEY, APP_KEY, make_context
 
 STATUS_MAP = {"paid": "pedido_pago", "shipped": "pedido_enviado", "placed": "pedido_efetuado"}
@@ -72,7 +73,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         create_missing_products=False,
         stock_warehouses=("MAIN",),
         sale_warehouse="MAIN",
-        flows={f: FlowTiming(60, 50) for f in FlowName},
+        # The products flow is off: stock and price link unbound products by SKU themselves. The
+        # tests at the end turn it on (then they wait for it to link first).
+        flows={f: FlowTiming(60, 50) for f in FlowName if f is not FlowName.PRODUCTS},
     )
     async with db.write() as conn:
         await channels.sync_channels(conn, [("loja", "lojaintegrada", True)])
@@ -258,3 +261,70 @@ async def test_interval_sweep_pushes_values_that_drifted_without_a_trigger(world
     await world.drain(FlowName.STOCK)
     assert world.sim_stock(first) == 3
     assert (await world.run(FlowName.STOCK, sweep=True)).more is False  # nothing drifts any more
+
+
+def requests_to(world: World, route: str) -> int:
+    return int(world.sim.state()["counters"]["by_route"].get(route, 0))
+
+
+async def outbox_states(world: World, entity: str) -> dict[str, int]:
+    async with world.db.read() as conn:
+        rows = await conn.execute_fetchall(
+            "SELECT state, COUNT(*) FROM outbox WHERE entity = ? GROUP BY state", (entity,)
+        )
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+async def test_with_the_products_flow_on_stock_and_price_wait_for_it_to_link(world: World) -> None:
+    world.config = replace(world.config, flows={f: FlowTiming(60, 50) for f in FlowName})
+    async with world.db.write() as conn:  # a product the channel has never seen
+        report = await catalog.import_products_csv(
+            conn, "sku,name,list_price,sale_price,stock,warehouse\nNOVO-1,Produto novo,20.00,,9,MAIN"
+        )
+        assert not report.errors
+    lookups = requests_to(world, "GET /v1/produto")
+
+    for flow in (FlowName.STOCK, FlowName.PRICES):
+        result = await world.run(flow)
+        assert (result.done, result.failed, result.contacted) == (0, 0, False)
+    assert requests_to(world, "GET /v1/produto") == lookups  # no SKU lookups, no "not on the channel"
+    assert await outbox_states(world, "stock") == {"sent": 7}
+    assert await outbox_states(world, "product") == {"pending": 7}
+
+    await world.drain(FlowName.PRODUCTS)  # creates NOVO-1, links the six by SKU, queues their values
+    assert await outbox_states(world, "stock") == {"pending": 7}
+    puts = requests_to(world, "PUT /v1/produto_estoque/{ident}")
+    await world.drain(FlowName.STOCK)
+    await world.drain(FlowName.PRICES)
+    assert requests_to(world, "PUT /v1/produto_estoque/{ident}") - puts == 7  # one each, no repeats
+    assert world.sim_stock("NOVO-1") == 9
+    assert await outbox_states(world, "stock") == {"sent": 7}
+    assert await outbox_states(world, "price") == {"sent": 7}
+
+
+async def test_an_unlinked_product_with_nothing_queued_is_queued_for_the_products_flow(world: World) -> None:
+    world.config = replace(world.config, flows={f: FlowTiming(60, 50) for f in FlowName})
+    await world.drain(FlowName.PRODUCTS)
+    await world.drain(FlowName.STOCK)
+    first, second = skus(world)[:2]
+    async with world.db.write() as conn:
+        ids = [await id_for_sku(conn, sku) for sku in (first, second)]
+        for pid in ids:  # the links are gone (an operator unlinked them); the product rows stay sent
+            await bindings.delete_binding(conn, "loja", "product", pid)
+        # The second product's last push failed: its own retry schedule brings it back, the stock flow
+        # must not reset it (attempts, backoff).
+        await conn.execute(
+            "UPDATE outbox SET state = 'failed' WHERE entity = 'product' AND entity_id = ?", (ids[1],)
+        )
+        await outbox.enqueue(conn, "loja", "stock", ids)
+    result = await world.run(FlowName.STOCK)
+    assert (result.done, result.failed) == (0, 0)
+    async with world.db.read() as conn:
+        rows = await conn.execute_fetchall(
+            "SELECT entity_id, state FROM outbox WHERE entity = 'product' AND entity_id IN (?, ?)", ids
+        )
+    assert {int(r[0]): str(r[1]) for r in rows} == {ids[0]: "pending", ids[1]: "failed"}
+    # The products flow links the first again (and retries the second on its own schedule): both
+    # get their stock queued again once linked.
+    await world.drain(FlowName.PRODUCTS)
+    assert (await world.run(FlowName.STOCK)).done == 2
