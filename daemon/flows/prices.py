@@ -49,11 +49,7 @@ class PricesJob(PushJob[PricePush]):
         ids = [product.id for _, product in found]
         figures = await prices.effective_prices(conn, ids, self.config.price_adjust_percent, now)
         remote = await bindings.remote_ids(conn, self.channel, "product", ids)
-        links_first = self.links_first
-        for row, product in found:
-            if links_first and product.id not in remote:
-                plan.link_first.append(row)
-                continue
+        for row, product in self.linked(found, remote, plan):
             figure = figures.get(product.id)
             if figure is None:
                 plan.skip.append(row)  # nothing to say until the product has a price

@@ -86,6 +86,15 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
             and self.flow is not FlowName.PRODUCTS
         )
 
+    def linked(
+        self, found: list[tuple[OutboxRow, ProductT]], remote: Mapping[int, str], plan: Plan[ItemT]
+    ) -> list[tuple[OutboxRow, ProductT]]:
+        """The products to push now; with ``links_first``, unlinked ones go to ``plan.link_first``."""
+        if not self.links_first:
+            return found
+        plan.link_first.extend(row for row, _ in found if row.entity_id not in remote)
+        return [(row, product) for row, product in found if row.entity_id in remote]
+
     @staticmethod
     async def synced_products(
         conn: aiosqlite.Connection,
@@ -363,8 +372,12 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
                 conn, [row for row, _, _ in done] + plan.skip + plan.link_first, settled_at
             )
             if plan.link_first:
-                await outbox.enqueue_if_settled(
-                    conn, self.channel, "product", [row.entity_id for row in plan.link_first]
+                await outbox.enqueue(
+                    conn,
+                    self.channel,
+                    "product",
+                    [row.entity_id for row in plan.link_first],
+                    only_settled=True,
                 )
             outcomes = {}
             for row, error, retryable in failed:

@@ -29,11 +29,7 @@ class StockJob(PushJob[StockPush]):
             conn, ids, list(self.config.stock_warehouses), self.config.stock_buffer
         )
         remote = await bindings.remote_ids(conn, self.channel, "product", ids)
-        links_first = self.links_first
-        for row, product in found:
-            if links_first and product.id not in remote:
-                plan.link_first.append(row)
-                continue
+        for row, product in self.linked(found, remote, plan):
             figure = figures[row.entity_id]
             item = StockPush(
                 local_id=product.id,

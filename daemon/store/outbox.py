@@ -265,11 +265,18 @@ async def reschedule_failed(conn: aiosqlite.Connection, channel: str, now: datet
 
 
 async def enqueue(
-    conn: aiosqlite.Connection, channel: str | None, entity: Entity, entity_ids: Iterable[int]
+    conn: aiosqlite.Connection,
+    channel: str | None,
+    entity: Entity,
+    entity_ids: Iterable[int],
+    *,
+    only_settled: bool = False,
 ) -> int:
     """Queue entities by hand ("push this product's stock now"); None = every enabled channel.
 
     Coalesces like the triggers: an already queued row gets a new version, a sent one goes pending.
+    ``only_settled`` leaves queued and failing rows alone (a queued one is coming anyway, a failing
+    one keeps its own retry schedule) and queues only rows that are new or were sent.
     """
     _check_entity(entity)
     ids = json_list(sorted({int(i) for i in entity_ids}))
@@ -286,24 +293,8 @@ async def enqueue(
         )
         params = (channel, entity, ids)
     async with write_lock(conn):
-        cursor = await conn.execute(sql + ENQUEUE_CONFLICT, params)
-    return max(cursor.rowcount, 0)
-
-
-async def enqueue_if_settled(
-    conn: aiosqlite.Connection, channel: str, entity: Entity, entity_ids: Iterable[int]
-) -> int:
-    """Queue entities that have no row yet or whose last push went out; leave queued and parked
-    rows alone (a queued one is coming anyway, a parked one waits for the operator)."""
-    _check_entity(entity)
-    ids = json_list(sorted({int(i) for i in entity_ids}))
-    sql = (
-        "INSERT INTO outbox (channel, entity, entity_id) SELECT ?, ?, j.value FROM json_each(?) j WHERE true"
-    )
-    async with write_lock(conn):
-        cursor = await conn.execute(
-            sql + ENQUEUE_CONFLICT + " WHERE outbox.state = 'sent'", (channel, entity, ids)
-        )
+        guard = " WHERE outbox.state = 'sent'" if only_settled else ""
+        cursor = await conn.execute(sql + ENQUEUE_CONFLICT + guard, params)
     return max(cursor.rowcount, 0)
 
 
