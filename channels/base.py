@@ -21,6 +21,7 @@ from channels.models import (
     ChannelContext,
     FlowName,
     OrderPage,
+    OrderSummaryPage,
     OrderUpdatePush,
     PricePush,
     ProductPush,
@@ -81,6 +82,14 @@ class Channel:
         ``page`` is the token a previous call returned for the same ``since``; the flow stores it with
         the committed page so a crash resumes where it stopped.
         """
+        raise NotImplementedError(self._unsupported(FlowName.ORDERS))
+
+    async def list_orders(
+        self, *, created_from: datetime, created_to: datetime, page: str | None, limit: int
+    ) -> OrderSummaryPage:
+        """One page of the orders created in ``[created_from, created_to]``, as summaries (one
+        request a page, no detail reads): the completeness audit compares them with the ERP's.
+        Connectors that cannot list by creation time leave this unsupported; the audit then skips."""
         raise NotImplementedError(self._unsupported(FlowName.ORDERS))
 
     async def fetch_order(self, remote_id: str) -> RemoteOrder | RejectedRecord:

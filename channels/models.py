@@ -169,6 +169,24 @@ class OrderPage(_Model):
     """Opaque token for the next page of the same window; None when the window is exhausted."""
 
 
+class OrderSummary(_Model):
+    """What an order listing tells without a detail read: enough for the completeness audit."""
+
+    remote_id: str
+    status: str | None = None
+    """The channel's status code, when the listing carries it."""
+    paid: bool | None = None
+    """None: the listing does not tell."""
+    created_at: datetime | None = None
+
+
+class OrderSummaryPage(_Model):
+    summaries: tuple[OrderSummary, ...]
+    unreadable: int = 0
+    """Listed entries with no usable id (the orders flow parks those when it pages over them)."""
+    next_page: str | None = None
+
+
 # --- pushed to a channel ---------------------------------------------------------------------------
 
 

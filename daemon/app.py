@@ -83,6 +83,8 @@ def channel_config(name: str, channel: ChannelSettings, settings: Settings) -> C
         stock_buffer=channel.stock_buffer,
         price_adjust_percent=Decimal(str(channel.price_adjust_percent)),
         cursor_lookback=effective.cursor_lookback,
+        order_audit_interval=effective.order_audit_interval,
+        order_audit_window=effective.order_audit_window,
         outbox_max_attempts=effective.outbox_max_attempts,
         breaker_failures=effective.circuit_breaker_failures,
         breaker_cooldown=effective.circuit_breaker_cooldown,

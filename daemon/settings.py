@@ -68,6 +68,8 @@ DEFAULT_KEYS: tuple[str, ...] = (
     "circuit_breaker_cooldown",
     "outbox_max_attempts",
     "cursor_lookback",
+    "order_audit_interval",
+    "order_audit_window",
 )
 MAPPING_KINDS: tuple[str, ...] = ("status", "carrier", "payment", "category")
 
@@ -270,6 +272,10 @@ class ChannelDefaults(_Section):
     circuit_breaker_cooldown: Duration = 120.0
     outbox_max_attempts: int = Field(8, ge=1)
     cursor_lookback: Duration = 600.0
+    order_audit_interval: Duration = 86400.0
+    """How often the orders flow compares the channel's recent order ids with the ERP's (0: never)."""
+    order_audit_window: PositiveDuration = 93600.0
+    """How far back that comparison reaches (a day, plus an hour of overlap)."""
 
 
 class FlowSettings(_Section):
@@ -349,6 +355,8 @@ class ChannelSettings(_Section):
     circuit_breaker_cooldown: Duration | None = None
     outbox_max_attempts: int | None = Field(None, ge=1)
     cursor_lookback: Duration | None = None
+    order_audit_interval: Duration | None = None
+    order_audit_window: PositiveDuration | None = None
 
     options: dict[str, Any] = Field(default_factory=dict)
 

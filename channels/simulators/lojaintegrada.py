@@ -820,11 +820,12 @@ class LojaIntegradaSimulator:
         page = objects[offset : offset + limit]
         return _json({"meta": meta, "objects": [render(o) for o in page] if render else list(page)})
 
-    def _parse_since(self, text: str) -> datetime:
+    def _parse_moment(self, query: Mapping[str, str], name: str) -> datetime:
+        text = query[name]
         try:
             moment = datetime.fromisoformat(text.strip().replace(" ", "T"))
         except ValueError:
-            raise _Invalid(f"since_atualizado: data inválida {text!r} (use AAAA-MM-DDTHH:MM:SS)") from None
+            raise _Invalid(f"{name}: data inválida {text!r} (use AAAA-MM-DDTHH:MM:SS)") from None
         return moment if moment.tzinfo else moment.replace(tzinfo=BRT)
 
     def _product_or_none(self, ident: str) -> dict[str, Any] | None:
@@ -842,11 +843,14 @@ class LojaIntegradaSimulator:
         query = request.query
         orders = list(self.orders.values())
         if "since_atualizado" in query:
-            since = self._parse_since(query["since_atualizado"])
+            since = self._parse_moment(query, "since_atualizado")
             orders = [o for o in orders if o["data_modificacao"] >= since]
         if "since_criado" in query:
-            since = self._parse_since(query["since_criado"])
+            since = self._parse_moment(query, "since_criado")
             orders = [o for o in orders if o["data_criacao"] >= since]
+        if "until_criado" in query:
+            until = self._parse_moment(query, "until_criado")
+            orders = [o for o in orders if o["data_criacao"] <= until]
         if "situacao_id" in query:
             wanted = query["situacao_id"]
             orders = [o for o in orders if str(STATUS_TABLE[o["situacao"]][0]) == wanted]
@@ -1127,7 +1131,10 @@ class LojaIntegradaSimulator:
         *,
         items: Sequence[tuple[str, Decimal | int | str]] | None = None,
         status: str | None = None,
+        modified_at: datetime | None = None,
     ) -> list[int]:
+        """New orders, created now. ``modified_at`` in the past models a platform that stamps an
+        order late: "changed since" pulls never see it, only the completeness audit does."""
         code = status or "pedido_pago"
         if code not in STATUS_TABLE:
             raise ValueError(f"unknown status {code!r}")
@@ -1142,7 +1149,7 @@ class LojaIntegradaSimulator:
             if not parsed:
                 raise ValueError("an order needs at least one item")
         now = self.clock.now()
-        return [self._add_order(parsed, code, now, now)["numero"] for _ in range(count)]
+        return [self._add_order(parsed, code, now, modified_at or now)["numero"] for _ in range(count)]
 
     def set_order_status(self, numero: int, code: str, *, by: str = "sim") -> None:
         if code not in STATUS_TABLE:

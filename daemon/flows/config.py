@@ -27,6 +27,10 @@ class ChannelConfig:
     cursor_lookback: float = 600.0
     initial_lookback: float = 30 * 86400.0
     """How far back the very first order pull reaches."""
+    order_audit_interval: float = 86400.0
+    """Seconds between completeness audits of the orders flow (0: off)."""
+    order_audit_window: float = 93600.0
+    """How far back (by creation time) an audit compares the channel's orders with the ERP's."""
     outbox_max_attempts: int = 8
     breaker_failures: int = 5
     breaker_cooldown: float = 120.0

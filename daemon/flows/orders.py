@@ -7,18 +7,22 @@ page's transaction: a crash replays at most one page and never skips one.
 
 An order that cannot be imported (invalid CPF, unknown SKU, malformed payload) is parked in
 ``import_failures`` and the rest of the page goes on; parked orders are fetched again on later runs,
-so fixing the cause (creating the product, say) lets them in without operator work.
+so fixing the cause (creating the product, say) lets them in without operator work. Once caught up,
+the flow also runs the periodic completeness audit (``order_audit``).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Literal
 
 import aiosqlite
 
 from channels.models import FlowName, OrderPage, RejectedRecord, RemoteOrder
 from daemon.flows.job import ChannelJob
+from daemon.flows.order_audit import OrderAudit
 from daemon.flows.runner import RunContext, RunResult
 from daemon.store import import_failures, mappings, orders, sync_state
 from daemon.store.errors import OrderImportError, StoreError
@@ -30,6 +34,10 @@ PARKED_RETRIES_PER_RUN = 10
 
 class OrdersJob(ChannelJob):
     flow = FlowName.ORDERS
+
+    @cached_property
+    def audit(self) -> OrderAudit:
+        return OrderAudit(self)
 
     async def run_once(self, run: RunContext) -> RunResult:
         done, failed = await self._retry_parked(run)
@@ -47,6 +55,12 @@ class OrdersJob(ChannelJob):
             done += page_done
             failed += page_failed
             if not cursor.in_window:
+                # Caught up: the moment for the (daily) completeness audit, if it is due.
+                audit = await self.audit.run_if_due(run)
+                if audit is not None:
+                    done += audit.imported
+                    failed += audit.failed
+                    return RunResult(done=done, failed=failed, more=not audit.finished)
                 return RunResult(done=done, failed=failed)
         return RunResult(done=done, failed=failed, more=True)
 
@@ -135,45 +149,35 @@ class OrdersJob(ChannelJob):
         retry = [rid for rid in open_ids if rid != "?"][:PARKED_RETRIES_PER_RUN]
         done = failed = 0
         for remote_id in retry:
-            fetched = await self.connector.fetch_order(remote_id)
-            page = (
-                OrderPage(orders=(fetched,))
-                if isinstance(fetched, RemoteOrder)
-                else OrderPage(
-                    orders=(),
-                    rejected=(
-                        fetched
-                        if isinstance(fetched, RejectedRecord)
-                        else RejectedRecord(remote_id=remote_id, error="not found"),
-                    ),
-                )
-            )
-            now = self.clock.now()
-            async with self.db.write() as conn:
-                table = await mappings.load_table(conn, self.channel)
-                for order in page.orders:
-                    known = await orders.existing_remote_ids(conn, self.channel, [remote_id])
-                    if not known and not self._wanted(order):
-                        await import_failures.resolve_many(conn, self.channel, "order", [remote_id])
-                        continue
-                    outcome = await self._import_one(conn, order, table, now)
-                    if isinstance(outcome, str):
-                        failed += 1
-                    else:
-                        await import_failures.resolve_many(conn, self.channel, "order", [remote_id])
-                        done += 1
-                        run.log.info(
-                            "order.imported_after_retry",
-                            entity="order",
-                            entity_id=str(outcome.order_id),
-                            remote_id=remote_id,
-                        )
-                for record in page.rejected:
-                    await import_failures.record(
-                        conn, self.channel, "order", remote_id, record.error, record.raw, now
-                    )
-                    failed += 1
+            outcome = await self.fetch_and_import(run, remote_id, "order.imported_after_retry")
+            done += outcome == "imported"
+            failed += outcome == "parked"
         return done, failed
+
+    async def fetch_and_import(
+        self, run: RunContext, remote_id: str, event: str
+    ) -> Literal["imported", "parked", "not_wanted"]:
+        """Read one order by id and import it (or park it with the reason); ``event`` is logged on
+        import. An order that is neither known nor wanted (its status) leaves the parked list."""
+        fetched = await self.connector.fetch_order(remote_id)
+        now = self.clock.now()
+        async with self.db.write() as conn:
+            if not isinstance(fetched, RemoteOrder):
+                error = fetched.error if isinstance(fetched, RejectedRecord) else "not found"
+                raw = fetched.raw if isinstance(fetched, RejectedRecord) else None
+                await import_failures.record(conn, self.channel, "order", remote_id, error, raw, now)
+                return "parked"
+            known = await orders.existing_remote_ids(conn, self.channel, [remote_id])
+            if not known and not self._wanted(fetched):
+                await import_failures.resolve_many(conn, self.channel, "order", [remote_id])
+                return "not_wanted"
+            table = await mappings.load_table(conn, self.channel)
+            outcome = await self._import_one(conn, fetched, table, now)
+            if isinstance(outcome, str):
+                return "parked"
+            await import_failures.resolve_many(conn, self.channel, "order", [remote_id])
+        run.log.info(event, entity="order", entity_id=str(outcome.order_id), remote_id=remote_id)
+        return "imported"
 
     def _log_page(
         self,

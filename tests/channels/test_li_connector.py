@@ -205,6 +205,49 @@ async def test_cliente_uri_is_followed_and_next_page_comes_from_meta(pool: Clien
     assert result.orders[0].paid is False  # the configured paid set wins
 
 
+async def test_list_orders_asks_for_a_creation_window_and_reads_summaries_only(pool: ClientPool) -> None:
+    li = channel(pool)
+    situacao = {"codigo": "pedido_pago", "aprovado": True}
+    objects: list[dict[str, Any]] = [
+        {"numero": 1234, "data_criacao": "2026-11-20T10:15:00.123456", "situacao": situacao},
+        {"numero": 1235, "data_criacao": "2026-11-19T08:00:00", "situacao": {"codigo": "pedido_cancelado"}},
+        {"numero": 1236, "data_criacao": "2026-11-21T10:00:00", "situacao": situacao},  # after the window
+        {"resource_uri": "/api/v1/pedido/"},  # no numero: counted, not fatal
+    ]
+    with aioresponses() as mocked:
+        mocked.get(
+            url_of("/v1/pedido/search"), payload=page(objects, next_uri="/api/v1/pedido/search?offset=50")
+        )
+        listed = await li.list_orders(
+            created_from=datetime(2026, 11, 19, 3, 0, tzinfo=UTC),
+            created_to=datetime(2026, 11, 21, 3, 0, tzinfo=UTC),
+            page=None,
+            limit=500,
+        )
+        [search] = sent(mocked, "GET", "/v1/pedido/search")
+        details = [
+            call for (m, url), calls in mocked.requests.items() if "/pedido/1" in url.path for call in calls
+        ]
+    assert search.kwargs["params"] == {
+        "limit": 50,
+        "offset": 0,
+        "since_criado": "2026-11-19T00:00:00",  # the platform's local time
+        "until_criado": "2026-11-21T00:00:00",
+    }
+    assert not details  # one request a page: no detail reads
+    assert [(s.remote_id, s.status, s.paid) for s in listed.summaries] == [
+        ("1234", "pedido_pago", True),
+        ("1235", "pedido_cancelado", False),
+    ]
+    assert listed.summaries[0].created_at == datetime(2026, 11, 20, 13, 15, 0, 123456, tzinfo=UTC)
+    assert listed.unreadable == 1 and listed.next_page == "50"
+
+
+def test_audit_window_params_must_be_two_names(pool: ClientPool) -> None:
+    with pytest.raises(ValueError, match="audit_window_params"):
+        channel(pool, audit_window_params=["since_criado"])
+
+
 async def test_a_missing_order_detail_is_rejected_not_fatal(pool: ClientPool) -> None:
     li = channel(pool)
     with aioresponses() as mocked:

@@ -11,6 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from channels.models import FlowName
+from daemon.app import channel_config
 from daemon.secrets import SecretRegistry
 from daemon.settings import (
     FlowSettings,
@@ -508,3 +509,21 @@ def test_exit_on_error_prints_header_and_lines_and_exits_2() -> None:
     with pytest.raises(SystemExit):
         exit_on_error(err, stream=out, locale="pt_BR")
     assert out.getvalue().startswith("/etc/storesync/settings.toml: 2 problema(s) nas configurações:")
+
+
+def test_order_audit_defaults_to_daily_and_a_channel_may_change_or_stop_it(
+    tmp_path: Path, registry: SecretRegistry
+) -> None:
+
+    path = write(tmp_path, CHANNEL)
+    settings = load(path, registry)
+    config = channel_config("loja", settings.channels["loja"], settings)
+    assert (config.order_audit_interval, config.order_audit_window) == (86400.0, 93600.0)
+
+    write(tmp_path, '[defaults]\norder_audit_window = "50h"\n' + CHANNEL + 'order_audit_interval = "0"\n')
+    settings = load(path, registry)
+    config = channel_config("loja", settings.channels["loja"], settings)
+    assert (config.order_audit_interval, config.order_audit_window) == (0.0, 180000.0)
+
+    write(tmp_path, CHANNEL + 'order_audit_window = "0"\n')
+    assert problems_of(path, registry) == ["channels.loja.order_audit_window: must be > 0"]
