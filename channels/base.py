@@ -29,6 +29,7 @@ from channels.models import (
     RejectedRecord,
     RemoteOrder,
     StockPush,
+    TrackingStatus,
 )
 
 if TYPE_CHECKING:  # http.py raises the errors defined here
@@ -95,6 +96,11 @@ class Channel:
     async def fetch_order(self, remote_id: str) -> RemoteOrder | RejectedRecord:
         """One order by its remote id: retries of parked orders and the completeness audit use it."""
         raise NotImplementedError(self._unsupported(FlowName.ORDERS))
+
+    async def fetch_tracking(self, codes: Sequence[str]) -> list[TrackingStatus]:
+        """The latest state of each tracking code (carriers): one result per code, any order; a
+        code the carrier does not know, or a malformed one, is a result too, never an exception."""
+        raise NotImplementedError(self._unsupported(FlowName.TRACKING))
 
     async def push_products(self, batch: Sequence[ProductPush]) -> list[PushResult]:
         raise NotImplementedError(self._unsupported(FlowName.PRODUCTS))

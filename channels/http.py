@@ -113,7 +113,8 @@ def _strip_queries(text: str) -> str:
 
 
 def error_message_from_body(body: bytes | str | None) -> str:
-    """The human part of an error body: Tastypie ``error_message``, LI ``error_response``, or a string."""
+    """The human part of an error body: Tastypie ``error_message``, LI ``error_response``, Correios
+    ``msgs`` (first entry) / ``mensagem``, or a string."""
     if body is None:
         return ""
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
@@ -144,7 +145,10 @@ def _message_from_json(data: Any) -> str:
                     parts.append(str(msg))
         if parts:
             return "; ".join(parts)
-    for key in ("message", "error", "detail", "msg"):
+    msgs = data.get("msgs")
+    if isinstance(msgs, list) and msgs and isinstance(msgs[0], str):
+        return msgs[0]
+    for key in ("message", "error", "detail", "msg", "mensagem"):
         if isinstance(data.get(key), str):
             return str(data[key])
     return jsonlib.dumps(data, ensure_ascii=False)
@@ -233,6 +237,7 @@ class HttpClient:
         self.backoff_max = float(options.get("backoff_max_seconds", 30.0))
         self.max_retry_after = float(options.get("max_retry_after_seconds", 60.0))
         self._rng = rng or random.Random()
+        self._extra_secrets: set[str] = set()
         self._session = session
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=context.timeout_seconds)
@@ -258,7 +263,14 @@ class HttpClient:
     # --- helpers ----------------------------------------------------------------------------------
 
     def redact(self, text: str) -> str:
-        return redact(_strip_queries(text), self.context.secrets)
+        text = redact(_strip_queries(text), self.context.secrets)
+        return redact(text, self._extra_secrets) if self._extra_secrets else text
+
+    def add_secret(self, value: str) -> None:
+        """Redact ``value`` too: a credential the connector derives or obtains at run time (a bearer
+        token, an encoded Basic header) that is not among ``context.secrets``."""
+        if value:
+            self._extra_secrets.add(value)
 
     def _url(self, path_or_url: str) -> URL:
         if path_or_url.startswith(("http://", "https://")):
@@ -302,8 +314,12 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         expect: Expect = "json",
         multipart: bool = True,
+        use_auth: bool = True,
     ) -> HttpResponse:
         """Send with retries; ``data`` as a mapping is sent as multipart/form-data (rebuilt per attempt).
+
+        ``use_auth=False`` skips the ``auth`` provider (no headers from it, no refresh on 401/403): the
+        request that obtains a token must not ask the provider for that same token.
 
         Raises ``AuthError``, ``RateLimited``, ``TransientError`` or ``PermanentError``.
         """
@@ -320,9 +336,11 @@ class HttpClient:
         while True:
             await self.limiter.acquire(priority)
             try:
-                return await self._attempt(method, url, where, params, data, headers, expect, multipart)
+                return await self._attempt(
+                    method, url, where, params, data, headers, expect, multipart, use_auth
+                )
             except _Denied as denied:
-                if self.auth is not None and not refreshed:
+                if self.auth is not None and use_auth and not refreshed:
                     refreshed = True
                     self.stats.auth_refreshes += 1
                     try:
@@ -373,9 +391,10 @@ class HttpClient:
         headers: Mapping[str, str] | None,
         expect: Expect,
         multipart: bool,
+        use_auth: bool = True,
     ) -> HttpResponse:
         send_headers: Mapping[str, str] | None = headers
-        if self.auth is not None:
+        if self.auth is not None and use_auth:
             send_headers = {**(await self.auth.headers()), **(headers or {})}
         body: Any = data
         if data is not None and not isinstance(data, bytes | str) and isinstance(data, Mapping):

@@ -187,6 +187,53 @@ class OrderSummaryPage(_Model):
     next_page: str | None = None
 
 
+# --- carrier tracking ------------------------------------------------------------------------------
+
+
+class TrackingState(enum.StrEnum):
+    """Where a parcel is, in words every carrier maps onto (the shipment's ``status`` column)."""
+
+    POSTED = "posted"
+    IN_TRANSIT = "in_transit"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    DELIVERY_ATTEMPT = "delivery_attempt"
+    """A delivery failed and will be tried again: still on its way."""
+    AWAITING_PICKUP = "awaiting_pickup"
+    DELIVERED = "delivered"
+    RETURNING = "returning"
+    RETURNED = "returned"
+    EXCEPTION = "exception"
+    """Lost, stolen, damaged and the like: someone must call the carrier."""
+    NOT_FOUND = "not_found"
+    """The carrier does not know the code (yet: labels are often created before posting)."""
+    INVALID_CODE = "invalid_code"
+
+    @property
+    def final(self) -> bool:
+        """Nothing more will happen: tracking stops."""
+        return self in (TrackingState.DELIVERED, TrackingState.RETURNED, TrackingState.INVALID_CODE)
+
+
+class TrackingEvent(_Model):
+    code: str
+    """The carrier's event code (Correios: family and type, e.g. ``BDE-01``)."""
+    description: str = ""
+    at: datetime | None = None
+    place: str | None = None
+
+
+class TrackingStatus(_Model):
+    """One tracking code's latest state, as ``Channel.fetch_tracking`` reports it."""
+
+    tracking_code: str
+    state: TrackingState
+    event: TrackingEvent | None = None
+    """The latest event (None when the carrier has none: not found, invalid code)."""
+    expected_delivery: datetime | None = None
+    detail: str | None = None
+    """The carrier's message when there is no event (e.g. ``SRO-020: Objeto não encontrado``)."""
+
+
 # --- pushed to a channel ---------------------------------------------------------------------------
 
 

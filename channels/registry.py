@@ -7,6 +7,7 @@ import importlib
 from channels.base import Channel
 
 _CONNECTORS: dict[str, str] = {
+    "correios": "channels.correios:CorreiosChannel",
     "lojaintegrada": "channels.lojaintegrada:LojaIntegradaChannel",
 }
 

@@ -82,6 +82,9 @@ def channel_config(name: str, channel: ChannelSettings, settings: Settings) -> C
         sale_warehouse=channel.sale_warehouse,
         stock_buffer=channel.stock_buffer,
         price_adjust_percent=Decimal(str(channel.price_adjust_percent)),
+        tracked_carriers=tuple(channel.carriers),
+        delivered_status=channel.delivered_status,
+        tracking_horizon_days=channel.tracking_horizon_days,
         cursor_lookback=effective.cursor_lookback,
         order_audit_interval=effective.order_audit_interval,
         order_audit_window=effective.order_audit_window,
@@ -272,7 +275,11 @@ class Daemon:
         assert self.db is not None
         async with self.db.write() as conn:
             await channels_repo.sync_channels(
-                conn, [(name, ch.kind, ch.enabled) for name, ch in self.settings.channels.items()]
+                conn,
+                [
+                    (name, ch.kind, ch.enabled and ch.receives_pushes())
+                    for name, ch in self.settings.channels.items()
+                ],
             )
             for name, channel in self.settings.channels.items():
                 for code in {*channel.stock_warehouses, channel.sale_warehouse}:

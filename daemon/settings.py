@@ -346,6 +346,11 @@ class ChannelSettings(_Section):
     sale_warehouse: NonEmptyStr = "MAIN"
     stock_buffer: int = Field(0, ge=0)
     price_adjust_percent: Decimal = Field(Decimal(0), gt=-100)
+    carriers: Annotated[list[NonEmptyStr], BeforeValidator(_split_list)] = Field(default_factory=list)
+    """Carrier channels (kind correios): the local carrier codes whose shipments they track."""
+    delivered_status: str = "delivered"
+    """Carrier channels: the local order status once all of an order's parcels arrived ("": none)."""
+    tracking_horizon_days: float = Field(60.0, gt=0)
     mappings: dict[MappingKind, dict[NonEmptyStr, NonEmptyStr]] = Field(default_factory=dict)
     flows: dict[FlowName, FlowSettings] = Field(default_factory=dict)
 
@@ -503,6 +508,12 @@ class ChannelSettings(_Section):
             return configured
         known = frozenset(supported) if supported is not None else self.supported_flows()
         return FlowSettings.default_for(flow, enabled=known is not None and flow in known)
+
+    def receives_pushes(self) -> bool:
+        """The connector takes products, stock, prices or order updates (a carrier does not): only
+        such channels get the changes the ERP's triggers fan out."""
+        supported = self.supported_flows()
+        return supported is None or any(not flow.is_pull for flow in supported)
 
     def active_flows(self, *, supported: Iterable[FlowName] | None = None) -> dict[FlowName, FlowSettings]:
         """Every flow that should run on this channel (empty when the channel is disabled)."""

@@ -6,7 +6,10 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-SIMULATORS = {"lojaintegrada": "channels.simulators.lojaintegrada"}
+SIMULATORS = {
+    "correios": "channels.simulators.correios",
+    "lojaintegrada": "channels.simulators.lojaintegrada",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

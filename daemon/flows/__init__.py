@@ -12,14 +12,18 @@ from daemon.flows.prices import PricesJob
 from daemon.flows.products import ProductsJob
 from daemon.flows.runner import FlowJob
 from daemon.flows.stock import StockJob
+from daemon.flows.tracking import TrackingJob
 from daemon.statedb import StateDB
 
-_JOBS: dict[FlowName, type[OrdersJob | StockJob | PricesJob | ProductsJob | OrderUpdatesJob]] = {
+_JOBS: dict[
+    FlowName, type[OrdersJob | StockJob | PricesJob | ProductsJob | OrderUpdatesJob | TrackingJob]
+] = {
     FlowName.ORDERS: OrdersJob,
     FlowName.STOCK: StockJob,
     FlowName.PRICES: PricesJob,
     FlowName.PRODUCTS: ProductsJob,
     FlowName.ORDER_UPDATES: OrderUpdatesJob,
+    FlowName.TRACKING: TrackingJob,
 }
 
 

@@ -31,6 +31,12 @@ class ChannelConfig:
     """Seconds between completeness audits of the orders flow (0: off)."""
     order_audit_window: float = 93600.0
     """How far back (by creation time) an audit compares the channel's orders with the ERP's."""
+    tracked_carriers: tuple[str, ...] = ()
+    """Carrier channels: the local carrier codes whose shipments they track."""
+    delivered_status: str = "delivered"
+    """Carrier channels: the local order status once every parcel of an order arrived ("": leave it)."""
+    tracking_horizon_days: float = 60.0
+    """Carrier channels: shipments older than this are no longer asked about."""
     outbox_max_attempts: int = 8
     breaker_failures: int = 5
     breaker_cooldown: float = 120.0

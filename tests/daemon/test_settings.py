@@ -152,7 +152,7 @@ def test_problems_across_sections_are_all_reported(tmp_path: Path, registry: Sec
     assert "daemon.locale: must be 'pt_BR' or 'en'" in problems
     assert "daemon.log_retention_days: must be >= 1" in problems
     assert "defaults.max_retries: must be >= 0" in problems
-    assert 'channels.loja.kind: unknown channel kind "nope" (known: lojaintegrada)' in problems
+    assert 'channels.loja.kind: unknown channel kind "nope" (known: correios, lojaintegrada)' in problems
     assert "channels.loja.base_url: expected an http:// or https:// URL with a host" in problems
     assert "channels.loja.link_by: must be 'sku', 'ean' or 'code'" in problems
     assert "channels.loja.stock_warehouses: needs at least 1 item(s)" in problems
@@ -527,3 +527,30 @@ def test_order_audit_defaults_to_daily_and_a_channel_may_change_or_stop_it(
 
     write(tmp_path, CHANNEL + 'order_audit_window = "0"\n')
     assert problems_of(path, registry) == ["channels.loja.order_audit_window: must be > 0"]
+
+
+def test_a_carrier_channel_takes_no_pushes_and_runs_only_tracking(
+    tmp_path: Path, registry: SecretRegistry
+) -> None:
+    carrier = """
+    [channels.correios]
+    kind = "correios"
+    base_url = "http://127.0.0.1:8766"
+    client_id = "env:K1"
+    client_secret = "env:K2"
+    cartao_postagem = "0067599079"
+    carriers = ["correios_pac", "correios_sedex"]
+    """
+    path = write(tmp_path, CHANNEL + carrier)
+    settings = load(path, registry)
+    correios, loja = settings.channels["correios"], settings.channels["loja"]
+    assert not correios.receives_pushes() and loja.receives_pushes()
+    assert set(correios.active_flows()) == {FlowName.TRACKING}
+    config = channel_config("correios", correios, settings)
+    assert config.tracked_carriers == ("correios_pac", "correios_sedex")
+    assert config.delivered_status == "delivered"
+    assert settings.channel_context("correios").options["cartao_postagem"] == "0067599079"
+
+    write(tmp_path, CHANNEL + carrier + "[channels.correios.flows.stock]\nenabled = true\n")
+    [problem] = problems_of(path, registry)
+    assert problem.startswith("channels.correios.flows: the correios connector does not support stock")

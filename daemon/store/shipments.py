@@ -1,0 +1,147 @@
+"""Shipments as a carrier sees them: which ones to ask about, and what the carrier said.
+
+A shipment is tracked while it has a code, its carrier is one a carrier channel tracks, its state is
+not final (delivered, returned, invalid code) and it is younger than the tracking horizon. The state
+lives in ``shipments.status`` next to the latest event, so "where is order 1234?" is one query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiosqlite
+
+from channels.models import TrackingState, TrackingStatus
+from daemon.clock import utc_iso
+from daemon.jsontext import dumps
+from daemon.store._sql import IN_JSON, json_list, stamp
+from daemon.store.db import transaction
+
+FINAL_STATES: tuple[str, ...] = tuple(s.value for s in TrackingState if s.final)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedShipment:
+    id: int
+    order_id: int
+    order_channel: str
+    order_number: str
+    carrier: str
+    tracking_code: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingChange:
+    """A shipment whose state moved; ``order_complete``: every tracked shipment of its order is
+    delivered now (the order may move to the delivered status)."""
+
+    shipment: TrackedShipment
+    before: str
+    after: TrackingState
+    order_complete: bool
+
+
+async def due_for_tracking(
+    conn: aiosqlite.Connection,
+    carriers: Iterable[str],
+    *,
+    checked_before: datetime,
+    created_after: datetime,
+    limit: int,
+) -> list[TrackedShipment]:
+    """Open shipments of ``carriers`` (local codes, any case) not asked about since ``checked_before``,
+    never-asked first, then least recently asked."""
+    wanted = sorted({c.strip().lower() for c in carriers if c.strip()})
+    if not wanted:
+        return []
+    rows = await conn.execute_fetchall(
+        "SELECT s.id, s.order_id, o.channel, o.number, s.carrier, s.tracking_code, s.status "
+        "FROM shipments s JOIN orders o ON o.id = s.order_id "
+        f"WHERE s.tracking_code IS NOT NULL AND s.status NOT IN {IN_JSON} "
+        "AND (s.tracking_checked_at IS NULL OR s.tracking_checked_at < ?) "
+        f"AND lower(s.carrier) IN {IN_JSON} AND s.created_at >= ? "
+        "ORDER BY s.tracking_checked_at IS NOT NULL, s.tracking_checked_at, s.id LIMIT ?",
+        (json_list(FINAL_STATES), utc_iso(checked_before), json_list(wanted), utc_iso(created_after), limit),
+    )
+    return [
+        TrackedShipment(
+            id=int(r[0]),
+            order_id=int(r[1]),
+            order_channel=str(r[2]),
+            order_number=str(r[3]),
+            carrier=str(r[4]),
+            tracking_code=str(r[5]).strip(),
+            status=str(r[6]),
+        )
+        for r in rows
+    ]
+
+
+async def record_tracking(
+    conn: aiosqlite.Connection,
+    answers: Sequence[tuple[TrackedShipment, TrackingStatus | None]],
+    carriers: Iterable[str],
+    now: datetime,
+) -> list[TrackingChange]:
+    """Store what the carrier said about each shipment (checked now, state, latest event) in one
+    transaction; returns the shipments whose state moved. No answer (None): only the check time moves,
+    so the shipment waits for its next turn instead of being asked again at once."""
+    changes: list[TrackingChange] = []
+    async with transaction(conn):
+        for shipment, answer in answers:
+            if answer is None:
+                await conn.execute(
+                    "UPDATE shipments SET tracking_checked_at = ? WHERE id = ?", (utc_iso(now), shipment.id)
+                )
+                continue
+            event = answer.event
+            delivered_at = (
+                stamp(event.at if event and event.at else now)
+                if answer.state is TrackingState.DELIVERED
+                else None
+            )
+            await conn.execute(
+                "UPDATE shipments SET tracking_checked_at = ?, status = ?, "
+                "tracking_event = COALESCE(?, tracking_event), "
+                "delivered_at = COALESCE(delivered_at, ?), "
+                "updated_at = CASE WHEN status IS ? THEN updated_at ELSE ? END WHERE id = ?",
+                (
+                    utc_iso(now),
+                    answer.state.value,
+                    dumps(event.model_dump(mode="json")) if event else None,
+                    delivered_at,
+                    answer.state.value,
+                    utc_iso(now),
+                    shipment.id,
+                ),
+            )
+            if shipment.status != answer.state.value:
+                changes.append(TrackingChange(shipment, shipment.status, answer.state, False))
+        complete = await _orders_all_delivered(
+            conn, {c.shipment.order_id for c in changes if c.after is TrackingState.DELIVERED}, carriers
+        )
+    return [
+        TrackingChange(c.shipment, c.before, c.after, c.shipment.order_id in complete)
+        if c.after is TrackingState.DELIVERED
+        else c
+        for c in changes
+    ]
+
+
+async def _orders_all_delivered(
+    conn: aiosqlite.Connection, order_ids: set[int], carriers: Iterable[str]
+) -> set[int]:
+    """Of ``order_ids``, those whose every tracked shipment (with a code, of these carriers) is delivered."""
+    if not order_ids:
+        return set()
+    wanted = sorted({c.strip().lower() for c in carriers if c.strip()})
+    rows = await conn.execute_fetchall(
+        f"SELECT order_id FROM shipments WHERE order_id IN {IN_JSON} AND tracking_code IS NOT NULL "
+        f"AND lower(carrier) IN {IN_JSON} GROUP BY order_id "
+        "HAVING SUM(status <> 'delivered') = 0",
+        (json_list(sorted(order_ids)), json_list(wanted)),
+    )
+    return {int(r[0]) for r in rows}
