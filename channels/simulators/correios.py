@@ -25,12 +25,9 @@ import argparse
 import asyncio
 import base64
 import binascii
-import contextlib
-import json
 import random
 import secrets
-import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -38,17 +35,15 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from channels.simulators._server import ADMIN_PREFIX, SimulatorServer, serve_until_signal
+from channels.simulators._server import json_response as _json
 from daemon.clock import SYSTEM_CLOCK, Clock
 
 BRT = timezone(timedelta(hours=-3))
-ADMIN_PREFIX = "/__sim__"
 AUTH_PATH = "/token/v1/autentica"
 RASTRO_PATH = "/srorastro/v1/objetos"
 MAX_CODES = 50
 NOT_FOUND = "SRO-020: Objeto não encontrado na base de dados dos Correios."
-FAULT_KINDS = frozenset(
-    {"5xx", "timeout", "reset", "429", "malformed_json", "wrong_content_type", "huge_body", "401"}
-)
 _WEIGHTS = (8, 6, 4, 2, 3, 5, 9, 7)
 
 DESCRIPTIONS: dict[tuple[str, int], str] = {
@@ -100,29 +95,9 @@ def _naive_brt(moment: datetime) -> str:
     return moment.astimezone(BRT).replace(tzinfo=None).isoformat(timespec="seconds")
 
 
-def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status,
-        text=json.dumps(data, ensure_ascii=False),
-        content_type="application/json",
-        headers=headers,
-    )
-
-
 def _msgs(status: int, message: str) -> web.Response:
     """The gateway's error shape (``MessageApiGateway``): clients show ``msgs[0]``."""
     return _json({"msgs": [message], "date": None, "path": None}, status=status)
-
-
-@dataclass
-class Fault:
-    kind: str
-    count: int
-    retry_after: float | None = None
-    paths: str | None = None
-
-    def matches(self, path: str) -> bool:
-        return self.count > 0 and (self.paths is None or path.startswith(self.paths))
 
 
 @dataclass
@@ -135,7 +110,9 @@ class SimObject:
     """Stored newest first, as the API returns them; ``tipo`` kept as an int, rendered on the way out."""
 
 
-class CorreiosSimulator:
+class CorreiosSimulator(SimulatorServer):
+    malformed_json = '{"versao": "1.0.0", "objetos": ['
+
     def __init__(
         self,
         usuario: str,
@@ -157,23 +134,15 @@ class CorreiosSimulator:
         self.token_ttl = timedelta(seconds=token_ttl_seconds)
         self.tipo_as_int = tipo_as_int
         """Render ``tipo`` as a JSON number (some clients see it that way) instead of ``"01"``."""
-        self.timeout_fault_seconds = timeout_fault_seconds
-        self.huge_body_bytes = huge_body_bytes
+        super().__init__(timeout_fault_seconds=timeout_fault_seconds, huge_body_bytes=huge_body_bytes)
         self._rng = random.Random(seed)
         self.objects: dict[str, SimObject] = {}
         self.tokens: dict[str, datetime] = {}
         self.tokens_issued = 0
-        self.requests = 0
-        self.faults_served = 0
-        self.by_route: dict[str, int] = {}
         self.codes_requested: list[list[str]] = []
         """The codes of every answered Rastro request, in order (tests check batching)."""
         self.queries: list[str] = []
         """The raw query string of every answered Rastro request (tests check the parameter form)."""
-        self._faults: list[Fault] = []
-        self._runner: web.AppRunner | None = None
-        self._stopping = asyncio.Event()
-        self.url = ""
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -183,8 +152,7 @@ class CorreiosSimulator:
         app.router.add_post(AUTH_PATH + "/cartaopostagem", self._h_token)
         app.router.add_get(RASTRO_PATH, self._h_objects)
         app.router.add_get(RASTRO_PATH + "/{code}", self._h_objects)
-        app.router.add_post(ADMIN_PREFIX + "/faults", self._a_faults)
-        app.router.add_delete(ADMIN_PREFIX + "/faults", self._a_clear_faults)
+        self.add_fault_routes(app)
         app.router.add_post(ADMIN_PREFIX + "/objects", self._a_post_object)
         app.router.add_post(ADMIN_PREFIX + "/objects/{code}/advance", self._a_advance)
         app.router.add_post(ADMIN_PREFIX + "/objects/{code}/events", self._a_add_event)
@@ -192,91 +160,25 @@ class CorreiosSimulator:
         app.router.add_get(ADMIN_PREFIX + "/state", self._a_state)
         return app
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Listen on ``host:port`` (0 picks a free port); returns (and sets) ``url``."""
-        self._stopping = asyncio.Event()
-        self._runner = web.AppRunner(
-            self.app(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        self.url = f"http://{host}:{self._runner.addresses[0][1]}"
-        return self.url
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> CorreiosSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
     # --- the gate every API request passes ---------------------------------------------------------------
+
+    def bad_request(self, message: str) -> web.Response:
+        return _msgs(400, message)
+
+    def fault_429(self, retry_after: float | None) -> web.Response:
+        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
+        return _json({"msgs": ["Limite de requisições excedido."]}, status=429, headers=headers)
+
+    def fault_401(self) -> web.Response:
+        return _msgs(401, "Token inválido ou expirado.")
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(ADMIN_PREFIX):
             return await handler(request)
-        self.requests += 1
-        route = request.match_info.route.resource
-        key = f"{request.method} {route.canonical if route else request.path}"
-        self.by_route[key] = self.by_route.get(key, 0) + 1
-        fault = next((f for f in self._faults if f.matches(request.path)), None)
-        if fault is not None:
-            fault.count -= 1
-            self._faults = [f for f in self._faults if f.count > 0]
-            self.faults_served += 1
-            return await self._serve_fault(request, fault)
-        return await handler(request)
-
-    async def _serve_fault(self, request: web.Request, fault: Fault) -> web.StreamResponse:
-        kind = fault.kind
-        if kind == "5xx":
-            return web.Response(
-                status=503, text="<html>503 Service Unavailable</html>", content_type="text/html"
-            )
-        if kind == "429":
-            headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
-            return _json({"msgs": ["Limite de requisições excedido."]}, status=429, headers=headers)
-        if kind == "401":
-            return _msgs(401, "Token inválido ou expirado.")
-        if kind == "malformed_json":
-            return web.Response(
-                status=200, text='{"versao": "1.0.0", "objetos": [', content_type="application/json"
-            )
-        if kind == "wrong_content_type":
-            return web.Response(
-                status=200, text="<html><body>Em manutenção</body></html>", content_type="text/html"
-            )
-        if kind == "timeout":
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.timeout_fault_seconds)
-            return web.Response(status=504, text="late")
-        if kind == "reset":
-            if request.transport is not None:
-                request.transport.abort()
-            raise asyncio.CancelledError
-        return await self._huge_body(request)
-
-    async def _huge_body(self, request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        chunk = b"[" + b"0," * 32767 + b"0]"
-        sent = 0
-        try:
-            while sent < self.huge_body_bytes:
-                await response.write(chunk)
-                sent += len(chunk)
-            await response.write_eof()
-        except (ConnectionError, RuntimeError):
-            pass  # the client hung up once it had seen enough - the point of the fault
-        return response
+        self.count(request)
+        fault = await self.injected_fault(request)
+        return fault if fault is not None else await handler(request)
 
     def _basic_ok(self, header: str) -> bool:
         scheme, _, value = header.strip().partition(" ")
@@ -441,19 +343,6 @@ class CorreiosSimulator:
         """Every token issued so far is rejected from now on (the next API call gets a 401)."""
         self.tokens.clear()
 
-    def inject_fault(
-        self, kind: str, count: int = 1, *, retry_after: float | None = None, paths: str | None = None
-    ) -> None:
-        """The next ``count`` API requests (whose path starts with ``paths``, if given) get ``kind``."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(sorted(FAULT_KINDS))})")
-        if count < 1:
-            raise ValueError("fault count must be >= 1")
-        self._faults.append(Fault(kind, count, retry_after, paths))
-
-    def clear_faults(self) -> None:
-        self._faults.clear()
-
     def state(self) -> dict[str, Any]:
         now = self.clock.now()
         return {
@@ -475,41 +364,14 @@ class CorreiosSimulator:
                 "faults_served": self.faults_served,
                 "by_route": dict(self.by_route),
             },
-            "faults": [vars(f).copy() for f in self._faults],
+            "faults": self.faults(),
         }
 
     # --- test hooks (HTTP) -------------------------------------------------------------------------------
 
-    @staticmethod
-    async def _admin_body(request: web.Request) -> dict[str, Any]:
-        if not request.can_read_body:
-            return {}
-        data = await request.json()
-        if not isinstance(data, dict):
-            raise ValueError("the body must be a JSON object")
-        return data
-
-    async def _a_faults(self, request: web.Request) -> web.Response:
-        try:
-            body = await self._admin_body(request)
-            retry = body.get("retry_after")
-            self.inject_fault(
-                str(body.get("kind")),
-                int(body.get("count", 1)),
-                retry_after=None if retry is None else float(retry),
-                paths=body.get("paths"),
-            )
-        except (ValueError, TypeError) as exc:
-            return _msgs(400, str(exc))
-        return _json({"ok": True, "faults": [vars(f).copy() for f in self._faults]}, status=201)
-
-    async def _a_clear_faults(self, request: web.Request) -> web.Response:
-        self.clear_faults()
-        return _json({"ok": True})
-
     async def _a_post_object(self, request: web.Request) -> web.Response:
         try:
-            body = await self._admin_body(request)
+            body = await self.admin_body(request)
             code = self.post_object(body.get("code"), story=body.get("story", "delivered"))
         except (ValueError, TypeError, AttributeError) as exc:
             return _msgs(400, str(exc))
@@ -524,7 +386,7 @@ class CorreiosSimulator:
 
     async def _a_add_event(self, request: web.Request) -> web.Response:
         try:
-            body = await self._admin_body(request)
+            body = await self.admin_body(request)
             event = self.add_event(
                 request.match_info["code"], str(body["codigo"]), body["tipo"], body.get("descricao")
             )
@@ -562,16 +424,12 @@ async def serve(args: argparse.Namespace) -> None:
         args.usuario, args.codigo_acesso, cartao_postagem=args.cartao_postagem, seed=args.seed
     )
     codes = [sim.post_object() for _ in range(max(0, args.objects))]
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    url = await sim.start(args.host, args.port)
-    print(f"correios simulator listening on {url}; objects: {' '.join(codes)}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await sim.stop()
+    await serve_until_signal(
+        sim,
+        args.host,
+        args.port,
+        lambda url: f"correios simulator listening on {url}; objects: {' '.join(codes)}",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

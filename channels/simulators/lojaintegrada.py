@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import math
 import random
 import re
-import signal
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -34,14 +30,16 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import MultiDict
 
+from channels.simulators._server import (
+    ADMIN_PREFIX,
+    SimulatorServer,
+    serve_until_signal,
+)
+from channels.simulators._server import json_response as _json
 from daemon.clock import SYSTEM_CLOCK, Clock
 
 BRT = timezone(timedelta(hours=-3))
-ADMIN_PREFIX = "/__sim__"
 PREFIXES = ("/v1", "/api/v1")
-FAULT_KINDS = frozenset(
-    {"5xx", "timeout", "reset", "429", "malformed_json", "wrong_content_type", "huge_body", "401"}
-)
 CENTS = Decimal("0.01")
 
 # codigo -> (id, nome, aprovado, cancelado, final), from the doc's table.
@@ -125,15 +123,6 @@ def _naive_brt(moment: datetime) -> str:
     return moment.astimezone(BRT).replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
-def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status,
-        text=json.dumps(data, ensure_ascii=False),
-        content_type="application/json",
-        headers=headers,
-    )
-
-
 def _bad_request(message: str) -> web.Response:
     return _json({"error_message": message}, status=400)
 
@@ -179,23 +168,15 @@ def _int(value: Any, field: str) -> int:
     return value
 
 
-@dataclass
-class Fault:
-    kind: str
-    count: int
-    retry_after: float | None = None
-    paths: str | None = None
-
-    def matches(self, path: str) -> bool:
-        return self.count > 0 and (self.paths is None or _canonical(path).startswith(_canonical(self.paths)))
-
-
 def _canonical(path: str) -> str:
     """/api/v1/x and /v1/x are the same resource."""
     return path[4:] if path.startswith("/api/v1") else path
 
 
-class LojaIntegradaSimulator:
+class LojaIntegradaSimulator(SimulatorServer):
+    input_errors = (_Invalid, ValueError, TypeError)
+    malformed_json = '{"meta": {"limit": 20, "offset": 0'
+
     def __init__(
         self,
         api_key: str,
@@ -224,16 +205,11 @@ class LojaIntegradaSimulator:
         self.latency_ms = latency_ms
         self.cliente_as_uri = cliente_as_uri
         self.return_data_on_create = return_data_on_create
-        self.timeout_fault_seconds = timeout_fault_seconds
-        self.huge_body_bytes = huge_body_bytes
+        super().__init__(timeout_fault_seconds=timeout_fault_seconds, huge_body_bytes=huge_body_bytes)
         self.clock: Clock = clock or SYSTEM_CLOCK
         self._rng = random.Random(seed)
         self._window: deque[float] = deque()
-        self._faults: list[Fault] = []
-        self.requests = 0
         self.rate_limited = 0
-        self.faults_served = 0
-        self.by_route: dict[str, int] = {}
         self.products: dict[int, dict[str, Any]] = {}
         self._by_sku: dict[str, set[int]] = {}
         """SKU -> product ids (a hint, checked against the product): lookups stay O(1) with 100k products."""
@@ -246,9 +222,6 @@ class LojaIntegradaSimulator:
         self._next_envio = 3001
         self._next_payment = 4001
         self._next_item = 9001
-        self._runner: web.AppRunner | None = None
-        self._stopping = asyncio.Event()
-        self.url = ""
         self._seed(products, orders)
 
     # --- seed data -----------------------------------------------------------------------------------
@@ -627,41 +600,23 @@ class LojaIntegradaSimulator:
             for method, path, handler in routes:
                 app.router.add_route(method, prefix + path, handler)
                 app.router.add_route(method, prefix + path + "/", handler)
-        app.router.add_post(ADMIN_PREFIX + "/faults", self._a_faults)
-        app.router.add_delete(ADMIN_PREFIX + "/faults", self._a_clear_faults)
+        self.add_fault_routes(app)
         app.router.add_post(ADMIN_PREFIX + "/orders", self._a_orders)
         app.router.add_post(ADMIN_PREFIX + "/orders/{numero}/status", self._a_order_status)
         app.router.add_get(ADMIN_PREFIX + "/state", self._a_state)
         app.router.add_post(ADMIN_PREFIX + "/config", self._a_config)
         return app
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Listen on ``host:port`` (0 picks a free port); returns (and sets) ``url``."""
-        self._stopping = asyncio.Event()
-        self._runner = web.AppRunner(
-            self.app(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        bound_port = self._runner.addresses[0][1]
-        self.url = f"http://{host}:{bound_port}"
-        return self.url
-
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> LojaIntegradaSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
     # --- the gate every API request passes ------------------------------------------------------------
+
+    def canonical_path(self, path: str) -> str:
+        return _canonical(path)
+
+    def bad_request(self, message: str) -> web.Response:
+        return _bad_request(message)
+
+    def fault_429(self, retry_after: float | None) -> web.Response:
+        return self._response_429({"Retry-After": f"{retry_after:g}"} if retry_after is not None else None)
 
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -699,10 +654,7 @@ class LojaIntegradaSimulator:
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(ADMIN_PREFIX):
             return await handler(request)
-        self.requests += 1
-        route = request.match_info.route.resource
-        key = f"{request.method} {_canonical(route.canonical) if route else request.path}".rstrip("/")
-        self.by_route[key] = self.by_route.get(key, 0) + 1
+        self.count(request)
         if self.latency_ms > 0:
             await asyncio.sleep(self.latency_ms / 1000)
         if not self._authorized(request):
@@ -710,62 +662,13 @@ class LojaIntegradaSimulator:
         throttled = self._throttle()
         if throttled is not None:
             return throttled
-        fault = next((f for f in self._faults if f.matches(request.path)), None)
+        fault = await self.injected_fault(request)
         if fault is not None:
-            fault.count -= 1
-            self._faults = [f for f in self._faults if f.count > 0]
-            self.faults_served += 1
-            return await self._serve_fault(request, fault)
+            return fault
         try:
             return await handler(request)
         except _Invalid as exc:
             return _bad_request(str(exc))
-
-    async def _serve_fault(self, request: web.Request, fault: Fault) -> web.StreamResponse:
-        kind = fault.kind
-        if kind == "5xx":
-            return web.Response(
-                status=503, text="<html>503 Service Unavailable</html>", content_type="text/html"
-            )
-        if kind == "429":
-            retry = fault.retry_after
-            return self._response_429({"Retry-After": f"{retry:g}"} if retry is not None else None)
-        if kind == "401":
-            return web.Response(status=401, body=b"")
-        if kind == "malformed_json":
-            return web.Response(
-                status=200, text='{"meta": {"limit": 20, "offset": 0', content_type="application/json"
-            )
-        if kind == "wrong_content_type":
-            return web.Response(
-                status=200, text="<html><body>Em manutenção</body></html>", content_type="text/html"
-            )
-        if kind == "timeout":
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.timeout_fault_seconds)
-            return web.Response(status=504, text="late")
-        if kind == "reset":
-            transport = request.transport
-            if transport is not None:
-                transport.abort()
-            raise asyncio.CancelledError
-        return await self._huge_body(request)
-
-    async def _huge_body(self, request: web.Request) -> web.StreamResponse:
-        """A chunked JSON body far over any sane size, streamed so neither side buffers it all."""
-        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        chunk = b"[" + b"0," * 32767 + b"0]"
-        sent = 0
-        try:
-            while sent < self.huge_body_bytes:
-                await response.write(chunk)
-                sent += len(chunk)
-            await response.write_eof()
-        except (ConnectionError, RuntimeError):
-            pass  # the client hung up once it had seen enough - the point of the fault
-        return response
 
     # --- helpers ---------------------------------------------------------------------------------------
 
@@ -1112,19 +1015,6 @@ class LojaIntegradaSimulator:
 
     # --- test hooks (Python) -----------------------------------------------------------------------------
 
-    def inject_fault(
-        self, kind: str, count: int = 1, *, retry_after: float | None = None, paths: str | None = None
-    ) -> None:
-        """The next ``count`` API requests (under ``paths``, if given) get ``kind`` instead of an answer."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(sorted(FAULT_KINDS))})")
-        if count < 1:
-            raise ValueError("fault count must be >= 1")
-        self._faults.append(Fault(kind, count, retry_after, paths))
-
-    def clear_faults(self) -> None:
-        self._faults.clear()
-
     def create_orders(
         self,
         count: int = 1,
@@ -1208,7 +1098,7 @@ class LojaIntegradaSimulator:
                 "faults_served": self.faults_served,
                 "by_route": dict(self.by_route),
             },
-            "faults": [vars(f).copy() for f in self._faults],
+            "faults": self.faults(),
             "config": {
                 "rate_limit_per_minute": self.rate_limit_per_minute,
                 "send_retry_after": self.send_retry_after,
@@ -1218,32 +1108,14 @@ class LojaIntegradaSimulator:
 
     # --- test hooks (HTTP) --------------------------------------------------------------------------------
 
-    async def _admin_body(self, request: web.Request) -> dict[str, Any]:
+    async def admin_body(self, request: web.Request) -> dict[str, Any]:
         if not request.can_read_body:
             return {}
         return await self._body(request)
 
-    async def _a_faults(self, request: web.Request) -> web.Response:
-        try:
-            body = await self._admin_body(request)
-            retry = body.get("retry_after")
-            self.inject_fault(
-                str(body.get("kind")),
-                int(body.get("count", 1)),
-                retry_after=None if retry is None else float(retry),
-                paths=body.get("paths"),
-            )
-        except (_Invalid, ValueError, TypeError) as exc:
-            return _bad_request(str(exc))
-        return _json({"ok": True, "faults": [vars(f).copy() for f in self._faults]}, status=201)
-
-    async def _a_clear_faults(self, request: web.Request) -> web.Response:
-        self.clear_faults()
-        return _json({"ok": True})
-
     async def _a_orders(self, request: web.Request) -> web.Response:
         try:
-            body = await self._admin_body(request)
+            body = await self.admin_body(request)
             items = body.get("items")
             parsed = None if items is None else [(str(i["sku"]), str(i.get("quantidade", 1))) for i in items]
             numeros = self.create_orders(int(body.get("count", 1)), items=parsed, status=body.get("status"))
@@ -1256,7 +1128,7 @@ class LojaIntegradaSimulator:
         if self._order_or_none(numero) is None:
             return _not_found("Pedido")
         try:
-            body = await self._admin_body(request)
+            body = await self.admin_body(request)
             self.set_order_status(int(numero), str(body.get("codigo")))
         except (_Invalid, ValueError) as exc:
             return _bad_request(str(exc))
@@ -1267,7 +1139,7 @@ class LojaIntegradaSimulator:
 
     async def _a_config(self, request: web.Request) -> web.Response:
         try:
-            body = await self._admin_body(request)
+            body = await self.admin_body(request)
             if "latency_ms" in body:
                 self.latency_ms = max(0.0, float(body["latency_ms"]))
             if "rate_limit_per_minute" in body:
@@ -1312,16 +1184,9 @@ async def serve(args: argparse.Namespace) -> None:
         send_retry_after=args.send_retry_after,
         latency_ms=args.latency_ms,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    url = await sim.start(args.host, args.port)
-    print(f"lojaintegrada simulator listening on {url}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await sim.stop()
+    await serve_until_signal(
+        sim, args.host, args.port, lambda url: f"lojaintegrada simulator listening on {url}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

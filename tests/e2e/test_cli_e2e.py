@@ -67,7 +67,7 @@ def test_the_demo_imports_orders_and_pushes_stock_and_logs_shows_them(harness: H
     with output.open("wb") as out:
         demo = harness.track(
             subprocess.Popen(
-                [*command, "--config", str(config), "demo", "--no-tui", "--duration", "10"],
+                [*command, "--config", str(config), "demo", "--no-tui", "--duration", "20"],
                 cwd=harness.workdir,
                 env=harness.env,
                 stdin=subprocess.DEVNULL,
@@ -83,6 +83,8 @@ def test_the_demo_imports_orders_and_pushes_stock_and_logs_shows_them(harness: H
 
     wait_until(lambda: shown("order.created", "stock.pushed"), timeout=20, what="the demo's output")
     assert time.monotonic() - started < 20
+    # The demo's carrier: a paid order gets a Correios parcel, and the tracking flow reads it.
+    wait_until(lambda: shown("shipment.tracking_changed"), timeout=20, what="the demo's parcel tracked")
 
     def logged() -> set[str]:
         done = run_storesync(

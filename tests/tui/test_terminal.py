@@ -230,7 +230,7 @@ def test_demo_at_80x24_shows_the_channel_and_q_stops_everything(tmux: str, workd
         assert not [pid for pid in _parents() if daemon_line in _cmdline(pid)], "a daemon is still running"
         # The terminal is given back: off the alternate screen, the demo's own lines in view.
         assert server("display-message", "-p", "-t", "ss:demo", "#{alternate_on}").strip() == "0"
-        assert "storesync demo: simulator on http://127.0.0.1:" in server.screen("ss:demo")
+        assert "storesync demo: simulators on http://127.0.0.1:" in server.screen("ss:demo")
     finally:
         server.kill()
         for pid in watched:
