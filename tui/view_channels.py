@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.widgets import DataTable, Static
 
 from daemon.controlapi.wire import DaemonStatus
@@ -43,13 +44,19 @@ class ChannelsView(Vertical):
 
     async def show(self, status: DaemonStatus) -> None:
         self.status = status
-        self.table.show(status)
-        self._show_detail()
-        await self.query_one(RatesPanel).show(status)
+        try:
+            self.table.show(status)
+            self._show_detail()
+            await self.query_one(RatesPanel).show(status)
+        except NoMatches:
+            return  # a status that arrives while the dashboard closes: its widgets are already gone
 
     def tick(self) -> None:
-        self.table.tick()
-        self._show_detail()
+        try:
+            self.table.tick()
+            self._show_detail()
+        except NoMatches:
+            return
 
     def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
         self._show_detail()

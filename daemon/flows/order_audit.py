@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from channels.base import PermanentError, RateLimited, TransientError
 from channels.models import OrderSummary
 from daemon.flows.runner import RunContext
 from daemon.store import import_failures, orders, sync_state
@@ -30,6 +31,9 @@ MAX_LIST_PAGES = 400
 """Pages listed per audit (20,000 orders at 50 a page); a bigger window is cut short and says so."""
 MAX_IMPORTS_PER_RUN = 200
 """Missing orders fetched per run; when more are missing the audit stays due and goes on next run."""
+RETRY_AFTER_FAILURE = timedelta(minutes=15)
+"""A listing that failed is tried again this much later, not on every orders run: the audit must
+never hold up the pull (a platform that rejects the creation-window filters, say)."""
 
 
 @dataclass
@@ -81,6 +85,11 @@ class OrderAudit:
         except NotImplementedError:
             run.log.info("orders.audit_unsupported", kind=self.job.config.kind)
             await self._finish(now)
+            return None
+        except (TransientError, RateLimited, PermanentError) as exc:
+            run.log.warning("orders.audit_failed", error=str(exc), retry_in=RETRY_AFTER_FAILURE.seconds)
+            interval = timedelta(seconds=self.job.config.order_audit_interval)
+            await self._finish(now - interval + RETRY_AFTER_FAILURE)
             return None
         await self._compare(report, summaries)
         for remote_id in report.missing[:MAX_IMPORTS_PER_RUN]:

@@ -20,6 +20,8 @@ from daemon.store._sql import IN_JSON, json_list, stamp
 from daemon.store.db import transaction
 
 FINAL_STATES: tuple[str, ...] = tuple(s.value for s in TrackingState if s.final)
+KNOWN = frozenset(s.value for s in TrackingState) - {TrackingState.NOT_FOUND.value}
+"""States only the carrier's events give: once a shipment has one, "not found" does not undo it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +89,15 @@ async def record_tracking(
     now: datetime,
 ) -> list[TrackingChange]:
     """Store what the carrier said about each shipment (checked now, state, latest event) in one
-    transaction; returns the shipments whose state moved. No answer (None): only the check time moves,
-    so the shipment waits for its next turn instead of being asked again at once."""
+    transaction; returns the shipments whose state moved. No answer (None), or "not found" for a
+    shipment the carrier had events for: only the check time moves, so the shipment keeps its state
+    and waits for its next turn instead of being asked again at once."""
     changes: list[TrackingChange] = []
     async with transaction(conn):
         for shipment, answer in answers:
-            if answer is None:
+            # The carrier knew it before: a lookup that fails now is the carrier's glitch.
+            lost = answer is not None and answer.state is TrackingState.NOT_FOUND and shipment.status in KNOWN
+            if answer is None or lost:
                 await conn.execute(
                     "UPDATE shipments SET tracking_checked_at = ? WHERE id = ?", (utc_iso(now), shipment.id)
                 )

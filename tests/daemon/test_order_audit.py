@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 import structlog
 
-from channels.base import TransientError
+from channels.base import PermanentError
 from channels.models import FlowName
 from daemon.clock import FakeClock
-from daemon.flows.order_audit import AUDIT_STATE_KEY
-from daemon.store import import_failures, orders, sync_state
+from daemon.store import import_failures, orders
 from tests.daemon.conftest import World
 
 HOUR = 3600.0
@@ -112,25 +111,34 @@ async def test_the_audit_leaves_known_parked_and_unwanted_orders_alone(
     assert not await imported(world, unwanted)
 
 
-async def test_a_failed_listing_keeps_the_audit_due(audited: World, clock: FakeClock) -> None:
+async def test_a_failed_listing_never_holds_up_the_pull_and_is_tried_again_later(
+    audited: World, clock: FakeClock
+) -> None:
     world = audited
+    world.sim.create_orders(1, items=[(sku(world), 1)], status="pedido_pago")
     await world.run(FlowName.ORDERS, clock=clock)
     late = world.sim.create_orders(
         1, items=[(sku(world), 1)], status="pedido_pago", modified_at=clock.now() - timedelta(days=3)
     )
     clock.advance(7 * HOUR)
     original = world.connector.list_orders
+    listings: list[object] = []
 
     async def failing_list(**kwargs: Any) -> Any:
-        raise TransientError("GET /v1/pedido/search: HTTP 503 (after 4 attempts)")
+        listings.append(kwargs)
+        raise PermanentError("GET /v1/pedido/search: HTTP 400: since_criado: parâmetro desconhecido")
 
     world.connector.list_orders = failing_list  # type: ignore[method-assign]
-    with pytest.raises(TransientError):
-        await world.run(FlowName.ORDERS, clock=clock)
+    fresh = world.sim.create_orders(1, items=[(sku(world), 1)], status="pedido_pago")
+    with structlog.testing.capture_logs() as logs:
+        await world.run(FlowName.ORDERS, clock=clock)  # the pull goes on
+    assert await imported(world, fresh) == {str(fresh[0])}
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["orders.audit_failed"]
+    clock.advance(5 * 60)
+    await world.run(FlowName.ORDERS, clock=clock)
+    assert len(listings) == 1  # not on every run
     world.connector.list_orders = original  # type: ignore[method-assign]
-    async with world.db.read() as conn:
-        state = await sync_state.load(conn, "loja", AUDIT_STATE_KEY)
-    assert state.watermark is not None and state.watermark < clock.now() - timedelta(hours=6)
+    clock.advance(11 * 60)
     await world.run(FlowName.ORDERS, clock=clock)
     assert await imported(world, late) == {str(late[0])}
 

@@ -156,6 +156,22 @@ async def test_a_shipment_waits_half_the_interval_before_it_is_asked_again(
     assert len(carrier.requests) == 2
 
 
+async def test_a_carrier_that_loses_a_parcel_for_a_moment_does_not_undo_its_state(
+    world: World, carrier: ScriptedCarrier, clock: FakeClock
+) -> None:
+    order_id = await order_with_parcels(world, "QP000000001BR")
+    await track(world, carrier, clock)
+    assert await shipment_states(world, order_id) == ["not_found"]  # a label not posted yet
+    carrier.states["QP000000001BR"] = TrackingState.IN_TRANSIT
+    clock.advance(INTERVAL)
+    await track(world, carrier, clock)
+    del carrier.states["QP000000001BR"]  # the carrier's lookup fails once
+    clock.advance(INTERVAL)
+    result = await track(world, carrier, clock)
+    assert await shipment_states(world, order_id) == ["in_transit"] and result.done == 0
+    assert len(carrier.requests) == 3
+
+
 async def test_only_the_tracked_carriers_and_open_orders_are_followed(
     world: World, carrier: ScriptedCarrier, clock: FakeClock
 ) -> None:

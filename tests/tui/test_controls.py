@@ -289,3 +289,17 @@ async def test_an_open_problems_tab_sees_a_change_that_keeps_the_counts(
         runtime.publish_status()
         await wait_until(pilot, lambda: "outbox:33" in app.problems_view.rows)
         assert "outbox:31" not in app.problems_view.rows
+
+
+async def test_a_status_that_arrives_while_the_dashboard_closes_is_ignored(
+    socket_path: Path, runtime: FakeRuntime
+) -> None:
+    """Seen under load: the daemon's status landed after the detail pane had been torn down."""
+    app = make_app(socket_path)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_until(pilot, lambda: loaded(app))
+        view = app.channels_view
+        await view.query_one("#channel-detail").remove()
+        await view.show(await runtime.status())  # raised NoMatches before
+        view.tick()
+        assert view.status is not None
