@@ -16,9 +16,9 @@ from bench.harness import (
     START_SPREAD,
     ChannelSpec,
     DaemonProcess,
-    connect,
     create_state_db,
     outbox_counts,
+    prepare_run,
     seed_catalog,
     wait_until,
     write_settings,
@@ -85,7 +85,7 @@ async def catalog(report: Report, quick: bool) -> None:
         host = await SimHost.start(1)
         daemon: DaemonProcess | None = None
         try:
-            settings = write_settings(
+            settings, erp = await prepare_run(
                 folder,
                 [
                     ChannelSpec(
@@ -96,9 +96,6 @@ async def catalog(report: Report, quick: bool) -> None:
                     )
                 ],
             )
-            db_path = folder / "var" / "storesync.db"
-            await create_state_db(db_path, ["loja"])
-            erp = connect(db_path)
             daemon = DaemonProcess(settings)
             await daemon.start()
             await asyncio.sleep(START_SPREAD)

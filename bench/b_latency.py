@@ -15,15 +15,13 @@ from bench.common import Report, bench_dir, header, ms, percentile, verdict
 from bench.harness import (
     ChannelSpec,
     DaemonProcess,
-    connect,
-    create_state_db,
     move_stock,
     outbox_counts,
+    prepare_run,
     remote_ids_by_sku,
     seed_catalog,
     settle,
     wait_until,
-    write_settings,
 )
 from bench.simhost import SimHost
 
@@ -44,12 +42,9 @@ async def run(quick: bool = False) -> Report:
             names = [f"loja{i + 1}" for i in range(CHANNELS)]
             states = [await host.state(i) for i in range(CHANNELS)]
             skus = sorted(remote_ids_by_sku(states[0]))[:movements]
-            settings = write_settings(
+            settings, erp = await prepare_run(
                 folder, [ChannelSpec(name, url) for name, url in zip(names, host.urls, strict=True)]
             )
-            db_path = folder / "var" / "storesync.db"
-            await create_state_db(db_path, names)
-            erp = connect(db_path)
             ids = seed_catalog(
                 erp,
                 skus,

@@ -14,7 +14,7 @@ import time
 from datetime import datetime
 
 from bench.common import Report, bench_dir, header, rate
-from bench.harness import ChannelSpec, DaemonProcess, connect, create_state_db, wait_until, write_settings
+from bench.harness import ChannelSpec, DaemonProcess, prepare_run, wait_until
 from bench.simhost import SimHost
 
 LATENCY = 0.050
@@ -38,7 +38,7 @@ async def run(quick: bool = False) -> Report:
         host = await SimHost.start(1, products=30, orders=count, latency_ms=LATENCY * 1000)
         daemon: DaemonProcess | None = None
         try:
-            settings = write_settings(
+            settings, erp = await prepare_run(
                 folder,
                 [
                     ChannelSpec(
@@ -49,9 +49,6 @@ async def run(quick: bool = False) -> Report:
                     )
                 ],
             )
-            db_path = folder / "var" / "storesync.db"
-            await create_state_db(db_path, ["loja"])
-            erp = connect(db_path)
             daemon = DaemonProcess(settings)
             await daemon.start()
             ready = time.monotonic()

@@ -15,13 +15,11 @@ from bench.common import Report, bench_dir, header, verdict
 from bench.harness import (
     ChannelSpec,
     DaemonProcess,
-    connect,
-    create_state_db,
     move_stock,
+    prepare_run,
     remote_ids_by_sku,
     seed_catalog,
     settle,
-    write_settings,
 )
 from bench.simhost import SimHost
 
@@ -53,12 +51,9 @@ async def run(quick: bool = False) -> Report:
         try:
             by_sku = remote_ids_by_sku(await host.state())
             skus = sorted(by_sku)
-            settings = write_settings(
+            settings, erp = await prepare_run(
                 folder, [ChannelSpec("loja", host.urls[0], rate_limit=f"{per_minute}/min")]
             )
-            db_path = folder / "var" / "storesync.db"
-            await create_state_db(db_path, ["loja"])
-            erp = connect(db_path)
             ids = seed_catalog(erp, skus, bindings={"loja": by_sku})
             daemon = DaemonProcess(settings)
             await daemon.start()

@@ -25,15 +25,13 @@ from bench.common import Report, bench_dir, header, rate, verdict
 from bench.harness import (
     ChannelSpec,
     DaemonProcess,
-    connect,
-    create_state_db,
     move_stock,
     outbox_counts,
+    prepare_run,
     remote_ids_by_sku,
     seed_catalog,
     settle,
     wait_until,
-    write_settings,
 )
 from bench.simhost import API_KEY, APP_KEY, SimHost
 from channels.http import HttpClient
@@ -138,7 +136,7 @@ async def run(quick: bool = False) -> Report:
                 seconds = await connector_push(host.urls[0], remote, on_hand + 60 + round_, CONCURRENCY)
                 connector_rates.append(rate(count, seconds))
 
-            settings = write_settings(
+            settings, erp = await prepare_run(
                 folder,
                 [
                     ChannelSpec(
@@ -149,9 +147,6 @@ async def run(quick: bool = False) -> Report:
                     )
                 ],
             )
-            db_path = folder / "var" / "storesync.db"
-            await create_state_db(db_path, ["loja"])
-            erp = connect(db_path)
             ids = seed_catalog(erp, skus, on_hand=on_hand, bindings={"loja": by_sku})
             daemon = DaemonProcess(settings)
             await daemon.start()

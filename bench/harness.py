@@ -121,6 +121,15 @@ async def create_state_db(path: Path, channels: Iterable[str]) -> None:
         await conn.close()
 
 
+async def prepare_run(folder: Path, channels: Sequence[ChannelSpec]) -> tuple[Path, sqlite3.Connection]:
+    """Every benchmark's start: the settings file, the state database with these channels, and the
+    ERP's connection to it. Returns (settings path, ERP connection); the caller closes the latter."""
+    settings = write_settings(folder, channels)
+    db_path = folder / "var" / "storesync.db"
+    await create_state_db(db_path, [spec.name for spec in channels])
+    return settings, connect(db_path)
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """The ERP's connection: autocommit, explicit transactions, the same busy timeout as the daemon."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=30)
