@@ -3,7 +3,7 @@ what it keeps, and when an order becomes delivered (and is queued for its own ch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -11,7 +11,7 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from channels.base import Channel
+from channels.base import Channel, TransientError
 from channels.correios import CorreiosChannel
 from channels.http import HttpClient
 from channels.models import FlowName, TrackingEvent, TrackingState, TrackingStatus
@@ -197,44 +197,72 @@ async def test_batches_follow_the_batch_size_and_a_run_covers_them_all(
     assert result.done == 5 and not result.more
 
 
-async def test_the_correios_connector_follows_a_parcel_to_delivery(world: World, clock: FakeClock) -> None:
-    """The real connector against the loopback Correios simulator, story by story."""
+@pytest.fixture
+async def correios() -> AsyncIterator[tuple[CorreiosSimulator, CorreiosChannel]]:
+    """The loopback Correios simulator and the real connector pointed at it."""
     async with CorreiosSimulator(USER, ACCESS, cartao_postagem=CARD) as sim:
-        delivered = sim.post_object(story="delivered")
-        returned = sim.post_object(story="returned")
-        order_id = await order_with_parcels(world, delivered)
-        other = await order_with_parcels(world, returned)
         context = make_context(
             sim.url,
             name="correios",
             kind="correios",
             secrets={"client_id": SecretStr(USER), "client_secret": SecretStr(ACCESS)},
-            options={"cartao_postagem": CARD},
+            options={"cartao_postagem": CARD, "backoff_base_seconds": 0.001, "backoff_max_seconds": 0.01},
+            max_retries=2,
+            timeout_seconds=0.5,
         )
         limiter = RateLimiter(context.rate_limit_per_minute, context.rate_limit_burst, SYSTEM_CLOCK)
         http = HttpClient(context, clock=SYSTEM_CLOCK, limiter=limiter)
         try:
-            connector = CorreiosChannel(context, http)
-            await track(world, connector, clock)
-            assert await shipment_states(world, order_id) == ["posted"]
-            moving = {delivered, returned}
-            while moving:
-                for code in sorted(moving):
-                    try:
-                        sim.advance(code)
-                    except ValueError:  # the end of its story
-                        moving.discard(code)
-                clock.advance(INTERVAL)
-                with structlog.testing.capture_logs() as logs:
-                    await track(world, connector, clock)
-                assert not any(secret in str(event) for event in logs for secret in SECRETS)
+            yield sim, CorreiosChannel(context, http)
         finally:
             await http.aclose()
             await limiter.aclose()
-        assert await shipment_states(world, order_id) == ["delivered"]
-        assert await order_status(world, order_id) == "delivered"
-        assert await shipment_states(world, other) == ["returned"]
-        assert await order_status(world, other) == "paid"
-        assert (
-            sim.state()["counters"]["by_route"].get("POST /token/v1/autentica/cartaopostagem") == 1
-        )  # one token, reused
+
+
+async def test_the_correios_connector_follows_a_parcel_to_delivery(
+    world: World, clock: FakeClock, correios: tuple[CorreiosSimulator, CorreiosChannel]
+) -> None:
+    """The real connector against the loopback Correios simulator, story by story."""
+    sim, connector = correios
+    delivered = sim.post_object(story="delivered")
+    returned = sim.post_object(story="returned")
+    order_id = await order_with_parcels(world, delivered)
+    other = await order_with_parcels(world, returned)
+    await track(world, connector, clock)
+    assert await shipment_states(world, order_id) == ["posted"]
+    moving = {delivered, returned}
+    while moving:
+        for code in sorted(moving):
+            try:
+                sim.advance(code)
+            except ValueError:  # the end of its story
+                moving.discard(code)
+        clock.advance(INTERVAL)
+        with structlog.testing.capture_logs() as logs:
+            await track(world, connector, clock)
+        assert not any(secret in str(event) for event in logs for secret in SECRETS)
+    assert await shipment_states(world, order_id) == ["delivered"]
+    assert await order_status(world, order_id) == "delivered"
+    assert await shipment_states(world, other) == ["returned"]
+    assert await order_status(world, other) == "paid"
+    assert sim.state()["counters"]["by_route"].get("POST /token/v1/autentica/cartaopostagem") == 1
+
+
+@pytest.mark.parametrize("fault", ["5xx", "timeout", "reset", "malformed_json", "wrong_content_type"])
+async def test_a_carrier_outage_loses_nothing_and_the_next_run_catches_up(
+    world: World, clock: FakeClock, correios: tuple[CorreiosSimulator, CorreiosChannel], fault: str
+) -> None:
+    sim, connector = correios
+    sim.timeout_fault_seconds = 5.0  # the client gives up first (timeout_seconds=0.5)
+    code = sim.post_object(story="delivered")
+    order_id = await order_with_parcels(world, code)
+    await track(world, connector, clock)  # posted; the token is fetched
+    sim.advance(code)
+    sim.inject_fault(fault, count=20, paths="/srorastro")  # every attempt of the next run
+    clock.advance(INTERVAL)
+    with pytest.raises(TransientError):
+        await track(world, connector, clock)
+    assert await shipment_states(world, order_id) == ["posted"]  # nothing half-written
+    sim.clear_faults()
+    await track(world, connector, clock)  # the fault is over: still due, asked again at once
+    assert await shipment_states(world, order_id) == ["in_transit"]
