@@ -43,6 +43,7 @@ from urllib.parse import urlencode
 
 from channels.base import Channel, TransientError
 from channels.http import HttpClient
+from channels.localtime import parse_local, parse_offset
 from channels.models import (
     ChannelContext,
     FlowName,
@@ -146,27 +147,6 @@ def classify(family: str, tipo: int) -> TrackingState:
 def classify_event(codigo: Any, tipo: Any) -> TrackingState:
     """``classify`` on the raw fields of an event (see ``split_event`` for the accepted forms)."""
     return classify(*split_event(codigo, tipo))
-
-
-def parse_offset(text: str, what: str) -> timezone:
-    try:
-        offset = datetime.fromisoformat(f"2000-01-01T00:00:00{text}").utcoffset()
-    except ValueError:
-        offset = None
-    if offset is None:
-        raise ValueError(f"{what} must look like '-03:00', got {text!r}")
-    return timezone(offset)
-
-
-def parse_local(value: Any, tz: timezone) -> datetime | None:
-    """A Correios date-time (naive local time) as an aware datetime; None when absent or unreadable."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
 
 
 # --- the token ---------------------------------------------------------------------------------------

@@ -263,8 +263,7 @@ class HttpClient:
     # --- helpers ----------------------------------------------------------------------------------
 
     def redact(self, text: str) -> str:
-        text = redact(_strip_queries(text), self.context.secrets)
-        return redact(text, self._extra_secrets) if self._extra_secrets else text
+        return redact(_strip_queries(text), [*self.context.secrets.values(), *self._extra_secrets])
 
     def add_secret(self, value: str) -> None:
         """Redact ``value`` too: a credential the connector derives or obtains at run time (a bearer

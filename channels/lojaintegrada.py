@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
@@ -41,6 +41,7 @@ from yarl import URL
 
 from channels.base import AuthError, Channel, PermanentError, RateLimited, TransientError
 from channels.http import Expect, HttpClient
+from channels.localtime import parse_local, parse_offset
 from channels.models import (
     Address,
     ChannelContext,
@@ -119,17 +120,6 @@ class _Malformed(Exception):
     """A remote record is missing or has a bad field; becomes a RejectedRecord naming the field."""
 
 
-def _parse_offset(tz_text: str) -> timezone:
-    try:
-        moment = datetime.fromisoformat(f"2000-01-01T00:00:00{tz_text}")
-    except ValueError:
-        raise ValueError(f"option remote_timezone must look like '-03:00', got {tz_text!r}") from None
-    offset = moment.utcoffset()
-    if offset is None:
-        raise ValueError(f"option remote_timezone must look like '-03:00', got {tz_text!r}")
-    return timezone(offset)
-
-
 def _id_from_uri(value: Any) -> str | None:
     """The trailing id of a Tastypie URI ("/api/v1/produto/777/" -> "777"), or of {resource_uri}."""
     if isinstance(value, dict):
@@ -196,7 +186,7 @@ class LojaIntegradaChannel(Channel):
                 f"got {self.auth_scheme!r}"
             )
         self.prefix = "/" + str(opts.get("api_prefix", "/v1")).strip("/")
-        self.remote_tz = _parse_offset(str(opts.get("remote_timezone", "-03:00")))
+        self.remote_tz = parse_offset(str(opts.get("remote_timezone", "-03:00")), "option remote_timezone")
         self.page_limit = max(1, int(opts.get("page_limit", 50)))
         window_params = opts.get("audit_window_params", ["since_criado", "until_criado"])
         if not isinstance(window_params, list | tuple) or len(window_params) != 2:
@@ -440,10 +430,7 @@ class LojaIntegradaChannel(Channel):
             assert isinstance(raw, dict)
             situacao = raw.get("situacao")
             code = situacao.get("codigo") if isinstance(situacao, dict) else None
-            try:
-                created: datetime | None = self._parse_time(raw.get("data_criacao"), "data_criacao")
-            except _Malformed:
-                created = None
+            created = parse_local(raw.get("data_criacao"), self.remote_tz)
             if created is not None and not created_from <= created <= created_to:
                 continue  # the platform's window filter is not documented to the second
             summaries.append(

@@ -46,6 +46,11 @@ class TrackingChange:
     order_complete: bool
 
 
+def carrier_codes(carriers: Iterable[str]) -> list[str]:
+    """Carrier codes as the queries compare them (``lower(carrier)``): trimmed, lower case, unique."""
+    return sorted({c.strip().lower() for c in carriers if c.strip()})
+
+
 async def due_for_tracking(
     conn: aiosqlite.Connection,
     carriers: Iterable[str],
@@ -56,7 +61,7 @@ async def due_for_tracking(
 ) -> list[TrackedShipment]:
     """Open shipments of ``carriers`` (local codes, any case) not asked about since ``checked_before``,
     never-asked first, then least recently asked."""
-    wanted = sorted({c.strip().lower() for c in carriers if c.strip()})
+    wanted = carrier_codes(carriers)
     if not wanted:
         return []
     rows = await conn.execute_fetchall(
@@ -92,7 +97,7 @@ async def record_tracking(
     transaction; returns the shipments whose state moved. No answer (None), or "not found" for a
     shipment the carrier had events for: only the check time moves, so the shipment keeps its state
     and waits for its next turn instead of being asked again at once."""
-    changes: list[TrackingChange] = []
+    moved: list[tuple[TrackedShipment, TrackingState]] = []
     async with transaction(conn):
         for shipment, answer in answers:
             # The carrier knew it before: a lookup that fails now is the carrier's glitch.
@@ -124,15 +129,14 @@ async def record_tracking(
                 ),
             )
             if shipment.status != answer.state.value:
-                changes.append(TrackingChange(shipment, shipment.status, answer.state, False))
+                moved.append((shipment, answer.state))
+        delivered = TrackingState.DELIVERED
         complete = await _orders_all_delivered(
-            conn, {c.shipment.order_id for c in changes if c.after is TrackingState.DELIVERED}, carriers
+            conn, {shipment.order_id for shipment, state in moved if state is delivered}, carriers
         )
     return [
-        TrackingChange(c.shipment, c.before, c.after, c.shipment.order_id in complete)
-        if c.after is TrackingState.DELIVERED
-        else c
-        for c in changes
+        TrackingChange(shipment, shipment.status, state, state is delivered and shipment.order_id in complete)
+        for shipment, state in moved
     ]
 
 
@@ -142,11 +146,10 @@ async def _orders_all_delivered(
     """Of ``order_ids``, those whose every tracked shipment (with a code, of these carriers) is delivered."""
     if not order_ids:
         return set()
-    wanted = sorted({c.strip().lower() for c in carriers if c.strip()})
     rows = await conn.execute_fetchall(
         f"SELECT order_id FROM shipments WHERE order_id IN {IN_JSON} AND tracking_code IS NOT NULL "
         f"AND lower(carrier) IN {IN_JSON} GROUP BY order_id "
         "HAVING SUM(status <> 'delivered') = 0",
-        (json_list(sorted(order_ids)), json_list(wanted)),
+        (json_list(sorted(order_ids)), json_list(carrier_codes(carriers))),
     )
     return {int(r[0]) for r in rows}
