@@ -214,6 +214,7 @@ class CorreiosToken:
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token.strip():
             raise TransientError(f"POST {self._path}: the answer carries no 'token'")
+        token = token.strip()
         self._http.add_secret(token)
         now = self._clock.now()
         zone = self._remote_tz
@@ -224,7 +225,7 @@ class CorreiosToken:
         lifetime = expires - now if expires is not None else FALLBACK_TOKEN_LIFETIME
         if lifetime <= timedelta(0):
             lifetime = FALLBACK_TOKEN_LIFETIME  # clocks disagree: trust it a while, a 401 renews it
-        self._token = token.strip()
+        self._token = token
         self._renew_at = now + max(lifetime - self._margin, lifetime / 2)
 
 

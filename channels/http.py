@@ -219,9 +219,13 @@ class HttpClient:
         auth: AuthProvider | None = None,
         max_body_bytes: int | None = None,
         on_request: Callable[[RequestEvent], None] | None = None,
+        on_secret: Callable[[str], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.context = context
+        self.on_secret = on_secret
+        """Told every credential :meth:`add_secret` learns, so the daemon's log redaction knows it
+        too (connectors cannot import the daemon's secret registry)."""
         self.clock = clock
         self.limiter = limiter
         self.auth = auth
@@ -270,6 +274,8 @@ class HttpClient:
         token, an encoded Basic header) that is not among ``context.secrets``."""
         if value:
             self._extra_secrets.add(value)
+            if self.on_secret is not None:
+                self.on_secret(value)
 
     def _url(self, path_or_url: str) -> URL:
         if path_or_url.startswith(("http://", "https://")):

@@ -23,6 +23,7 @@ from daemon.controlapi.wire import ChannelStatus, FlowState
 from daemon.flows.config import ChannelConfig
 from daemon.flows.runner import FlowJob, FlowRunner
 from daemon.health import ChannelHealth
+from daemon.secrets import SECRETS
 from daemon.statedb import StateDB
 from daemon.store import outbox
 
@@ -64,7 +65,9 @@ class ChannelSupervisor:
             breaker_cooldown=config.breaker_cooldown,
         )
         self.limiter = RateLimiter(context.rate_limit_per_minute, context.rate_limit_burst, clock)
-        self.http = HttpClient(context, clock=clock, limiter=self.limiter, session=session)
+        self.http = HttpClient(
+            context, clock=clock, limiter=self.limiter, session=session, on_secret=SECRETS.register
+        )
         self.connector = connector_class(config.kind)(context, self.http)
         self.paused = False
         self.runners: dict[FlowName, FlowRunner] = {}

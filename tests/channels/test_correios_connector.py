@@ -366,6 +366,23 @@ async def test_token_is_fetched_once_and_reused(pool: ClientPool, sim: CorreiosS
     assert sim.by_route[RASTRO_ROUTE] == 6
 
 
+async def test_runtime_credentials_reach_the_daemons_redaction(
+    pool: ClientPool, sim: CorreiosSimulator
+) -> None:
+    """The Basic header and every token obtained go to ``on_secret`` (the daemon passes its
+    process-wide registry), so no log line anywhere can carry them, not only this client's errors."""
+    learned: list[str] = []
+    context = correios_context(sim.url)
+    channel = CorreiosChannel(context, pool(context, on_secret=learned.append))
+    await channel.fetch_tracking([sim.post_object()])
+    sim.expire_tokens()
+    await channel.fetch_tracking([sim.post_object()])
+    assert sim.tokens_issued == 2
+    tokens = [t for t in learned if t != BASIC]
+    assert BASIC in learned
+    assert len(set(tokens)) == 2 and all(t.strip() == t and t for t in tokens)
+
+
 async def test_plain_token_endpoint(pool: ClientPool, sim: CorreiosSimulator) -> None:
     channel = connect(pool, sim.url, token_endpoint="plain", cartao_postagem=None)
     await channel.fetch_tracking([sim.post_object()])

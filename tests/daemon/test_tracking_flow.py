@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import aiohttp
 import pytest
 import structlog
 from pydantic import SecretStr
@@ -20,7 +21,9 @@ from channels.simulators.correios import CorreiosSimulator
 from daemon.clock import SYSTEM_CLOCK, FakeClock
 from daemon.flows import build_job
 from daemon.flows.runner import FlowTiming, RunContext, RunResult
+from daemon.secrets import SECRETS as REGISTRY
 from daemon.store import orders, outbox
+from daemon.supervisor import ChannelSupervisor
 from tests.channels.channel_support import make_context
 from tests.daemon.conftest import World
 
@@ -266,3 +269,36 @@ async def test_a_carrier_outage_loses_nothing_and_the_next_run_catches_up(
     sim.clear_faults()
     await track(world, connector, clock)  # the fault is over: still due, asked again at once
     assert await shipment_states(world, order_id) == ["in_transit"]
+
+
+async def test_the_daemon_learns_the_carriers_runtime_token_for_log_redaction(world: World) -> None:
+    """The supervisor gives its HttpClient the process-wide registry: a bearer token the Correios
+    connector obtains at run time is redacted from every log line, like a configured secret."""
+    async with (
+        CorreiosSimulator(USER, ACCESS, cartao_postagem=CARD) as sim,
+        aiohttp.ClientSession() as session,
+    ):
+        context = make_context(
+            sim.url,
+            name="correios",
+            kind="correios",
+            secrets={"client_id": SecretStr(USER), "client_secret": SecretStr(ACCESS)},
+            options={"cartao_postagem": CARD},
+        )
+        config = replace(
+            world.config,
+            name="correios",
+            kind="correios",
+            tracked_carriers=("correios_pac",),
+            flows={FlowName.TRACKING: FlowTiming(INTERVAL, 50)},
+        )
+        supervisor = ChannelSupervisor(
+            config, context, db=world.db, clock=SYSTEM_CLOCK, session=session, job_factory=build_job
+        )
+        try:
+            await supervisor.connector.fetch_tracking([sim.post_object()])
+        finally:
+            await supervisor.limiter.aclose()
+        (token,) = sim.tokens
+        assert token in REGISTRY
+        assert REGISTRY.redact(f"Authorization: Bearer {token}") == "Authorization: Bearer ***"
