@@ -25,6 +25,12 @@ than a guess baked in:
   that ignored the filters would only cost more pages, never a wrong answer).
 * ``concurrency`` - 4: items of a push batch, or order details of a page, in flight at once (the
   shared limiter still gates them).
+
+Not an option here but a channel setting, because the stock figure is the daemon's: orders awaiting
+payment or under review hold stock on the platform (help 912137, confirmed in the notes), and that the
+shop then sells ``quantidade`` minus those holds is inferred. ``channel_holds_stock_in`` (default
+empty: every reservation is subtracted, which never oversells) lists the statuses whose
+reservations are added back to what this channel is sent.
 """
 
 from __future__ import annotations

@@ -81,6 +81,7 @@ def channel_config(name: str, channel: ChannelSettings, settings: Settings) -> C
         stock_warehouses=tuple(channel.stock_warehouses),
         sale_warehouse=channel.sale_warehouse,
         stock_buffer=channel.stock_buffer,
+        channel_holds_stock_in=frozenset(channel.channel_holds_stock_in),
         price_adjust_percent=Decimal(str(channel.price_adjust_percent)),
         tracked_carriers=tuple(channel.carriers),
         delivered_status=channel.delivered_status,
@@ -280,6 +281,9 @@ class Daemon:
                     (name, ch.kind, ch.enabled and ch.receives_pushes())
                     for name, ch in self.settings.channels.items()
                 ],
+            )
+            await channels_repo.set_holds(
+                conn, {name: ch.channel_holds_stock_in for name, ch in self.settings.channels.items()}
             )
             for name, channel in self.settings.channels.items():
                 for code in {*channel.stock_warehouses, channel.sale_warehouse}:

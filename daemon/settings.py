@@ -345,6 +345,13 @@ class ChannelSettings(_Section):
     )
     sale_warehouse: NonEmptyStr = "MAIN"
     stock_buffer: int = Field(0, ge=0)
+    channel_holds_stock_in: Annotated[list[NonEmptyStr], BeforeValidator(_codes)] = Field(
+        default_factory=list
+    )
+    """Channel status codes in which the channel holds stock back for its own orders by itself
+    (Loja Integrada: awaiting payment, payment under review). Those orders' reservations are then
+    not subtracted again from the stock pushed to this channel. Empty (the default) subtracts every
+    open order everywhere: never oversells, may undersell on such a channel while orders wait."""
     price_adjust_percent: Decimal = Field(Decimal(0), gt=-100)
     carriers: Annotated[list[NonEmptyStr], BeforeValidator(_split_list)] = Field(default_factory=list)
     """Carrier channels (kind correios): the local carrier codes whose shipments they track."""

@@ -60,6 +60,10 @@ STATUS_TABLE: dict[str, tuple[int, str, bool, bool, bool]] = {
     "pronto_para_retirada": (13, "Pronto para retirada", True, False, True),
     "pedido_entregue": (14, "Pedido entregue", True, False, True),
 }
+HOLDING_STATUSES = frozenset({"aguardando_pagamento", "pagamento_em_analise"})
+"""Orders in these statuses hold stock on the platform's side (help 912137, [C-notes]). That the
+storefront then sells ``quantidade - quantidade_reservada`` is inferred ([I]); the simulator does so,
+which is what the daemon's ``channel_holds_stock_in`` setting exists for."""
 _SEED_STATUSES = (
     ["pedido_pago"] * 5
     + ["aguardando_pagamento"] * 3
@@ -215,6 +219,8 @@ class LojaIntegradaSimulator(SimulatorServer):
         """SKU -> product ids (a hint, checked against the product): lookups stay O(1) with 100k products."""
         self.customers: dict[int, dict[str, Any]] = {}
         self.orders: dict[int, dict[str, Any]] = {}
+        self._holding: set[int] = set()
+        """Numbers of the orders in a holding status."""
         self.stock_log: dict[int, list[dict[str, Any]]] = {}
         self._next_product = 1001
         self._next_customer = 501
@@ -424,6 +430,7 @@ class LojaIntegradaSimulator(SimulatorServer):
         self._next_envio += 1
         self._next_payment += 1
         self.orders[numero] = order
+        self._note_hold(order)
         return order
 
     # --- rendering --------------------------------------------------------------------------------------
@@ -541,16 +548,16 @@ class LojaIntegradaSimulator(SimulatorServer):
             "estoque_situacao_sem_estoque": stock["situacao_sem_estoque"],
         }
 
-    @staticmethod
-    def _stock_json(product: dict[str, Any]) -> dict[str, Any]:
+    def _stock_json(self, product: dict[str, Any]) -> dict[str, Any]:
         ident, stock = product["id"], product["estoque"]
+        reserved = self.reserved_quantity(ident) if self._holding else 0
         return {
             "id": 50000 + ident,
             "produto": f"/api/v1/produto/{ident}",
             "gerenciado": stock["gerenciado"],
             "quantidade": stock["quantidade"],
-            "quantidade_disponivel": stock["quantidade"],
-            "quantidade_reservada": 0,
+            "quantidade_disponivel": stock["quantidade"] - reserved,
+            "quantidade_reservada": reserved,
             "situacao_em_estoque": stock["situacao_em_estoque"],
             "situacao_sem_estoque": stock["situacao_sem_estoque"],
             "resource_uri": f"/api/v1/produto_estoque/{ident}",
@@ -1048,6 +1055,22 @@ class LojaIntegradaSimulator(SimulatorServer):
         order["historico"].append({"de": order["situacao"], "para": code, "por": by})
         order["situacao"] = code
         order["data_modificacao"] = self.clock.now()
+        self._note_hold(order)
+
+    def _note_hold(self, order: dict[str, Any]) -> None:
+        if order["situacao"] in HOLDING_STATUSES:
+            self._holding.add(order["numero"])
+        else:
+            self._holding.discard(order["numero"])
+
+    def reserved_quantity(self, product_id: int) -> int:
+        """Units of the product held by orders in a holding status (only those orders are scanned)."""
+        return sum(
+            int(item["quantidade"])
+            for numero in self._holding
+            for item in self.orders[numero]["itens"]
+            if item["produto_id"] == product_id
+        )
 
     def product_by_sku(self, sku: str) -> dict[str, Any] | None:
         for product in self.products.values():

@@ -23,6 +23,8 @@ class ChannelConfig:
     stock_warehouses: tuple[str, ...] = ("MAIN",)
     sale_warehouse: str = "MAIN"
     stock_buffer: int = 0
+    channel_holds_stock_in: frozenset[str] = frozenset()
+    """Channel status codes in which the channel itself holds stock back for its own orders."""
     price_adjust_percent: Decimal = Decimal("0")
     cursor_lookback: float = 600.0
     initial_lookback: float = 30 * 86400.0

@@ -19,6 +19,12 @@ class StockJob(PushJob[StockPush]):
     entity: ClassVar[Entity] = "stock"
     flow = FlowName.STOCK
 
+    @property
+    def held(self) -> stock.HeldByChannel | None:
+        """This channel's own holds, added back to what it is sent (``channel_holds_stock_in``)."""
+        statuses = self.config.channel_holds_stock_in
+        return stock.HeldByChannel(self.channel, statuses) if statuses else None
+
     async def prepare(
         self, conn: aiosqlite.Connection, rows: Sequence[OutboxRow], now: datetime
     ) -> Plan[StockPush]:
@@ -26,7 +32,7 @@ class StockJob(PushJob[StockPush]):
         found = await self.synced_products(conn, rows, plan, catalog.product_refs)
         ids = [product.id for _, product in found]
         figures = await stock.available_to_promise(
-            conn, ids, list(self.config.stock_warehouses), self.config.stock_buffer
+            conn, ids, list(self.config.stock_warehouses), self.config.stock_buffer, held=self.held
         )
         remote = await bindings.remote_ids(conn, self.channel, "product", ids)
         for row, product in self.linked(found, remote, plan):
@@ -46,7 +52,11 @@ class StockJob(PushJob[StockPush]):
         self, conn: aiosqlite.Connection, product_ids: Sequence[int], now: datetime
     ) -> dict[int, object]:
         figures = await stock.available_to_promise(
-            conn, list(product_ids), list(self.config.stock_warehouses), self.config.stock_buffer
+            conn,
+            list(product_ids),
+            list(self.config.stock_warehouses),
+            self.config.stock_buffer,
+            held=self.held,
         )
         return {pid: figure.quantity for pid, figure in figures.items()}
 

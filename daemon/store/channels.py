@@ -9,7 +9,7 @@ bindings, outbox rows and cursors stay, so adding it back resumes where it was (
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import aiosqlite
@@ -62,6 +62,19 @@ async def sync_channels(
             if enabled and (before is None or not before[1]):
                 report.initial_push[name] = await queue_full_push(conn, name)
     return report
+
+
+async def set_holds(conn: aiosqlite.Connection, holds: Mapping[str, Iterable[str]]) -> None:
+    """Record, per channel, the remote statuses it holds stock back in itself (none: NULL), which the
+    trigger ``orders_enqueue_own_stock_on_hold_change`` reads."""
+    async with transaction(conn):
+        await conn.executemany(
+            "UPDATE channels SET holds_stock_in = ?1 WHERE name = ?2 AND holds_stock_in IS NOT ?1",
+            [
+                (json_list(sorted(codes)) if (codes := set(statuses)) else None, name)
+                for name, statuses in holds.items()
+            ],
+        )
 
 
 async def queue_full_push(conn: aiosqlite.Connection, channel: str) -> int:

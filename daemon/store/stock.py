@@ -239,14 +239,35 @@ class _Base:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class HeldByChannel:
+    """A channel that holds stock back itself for its own orders in some of its statuses.
+
+    Such a channel sells against what it was sent minus its own holds; those orders' reservations
+    must not be subtracted a second time from what is pushed to *that* channel (they still are from
+    every other channel's figure)."""
+
+    channel: str
+    remote_statuses: frozenset[str]
+
+
 async def available_to_promise(
-    conn: aiosqlite.Connection, product_ids: Iterable[int], warehouses: Sequence[str], buffer: int
+    conn: aiosqlite.Connection,
+    product_ids: Iterable[int],
+    warehouses: Sequence[str],
+    buffer: int,
+    *,
+    held: HeldByChannel | None = None,
 ) -> dict[int, StockFigure]:
     """ATP = on hand in ``warehouses`` - reserved by open orders of every channel - ``buffer``.
 
     Kits: each component's (on hand - reserved) // quantity per kit, the minimum of those, minus
     the buffer. Reservations of a kit count against its components. Three queries for the whole
-    batch. Products that do not exist are absent from the result.
+    batch (four with ``held``). Products that do not exist are absent from the result.
+
+    ``held``: the reservations of that channel's own orders whose remote status the channel holds
+    stock for are added back, per product sold (a kit sold there is held as the kit, so it is added
+    to the kit's figure, not to its components').
 
     The reservations query walks the open orders (partial index ``orders_reserved``) rather than
     every order ever sold: CROSS JOIN pins that order (measured: 0.3 ms instead of 300 ms with
@@ -301,16 +322,22 @@ async def available_to_promise(
     ):
         base[int(r["product_id"])].reserved_by_channel[r["channel"]] = int(r["qty"])
 
+    held_back = await _held_by_channel(conn, ids, held) if held is not None else {}
     result: dict[int, StockFigure] = {}
     warehouse_list = list(warehouses)
     for pid in ids:
         if pid not in skus:
             continue
         if pid in kits:
-            result[pid] = _kit_figure(pid, skus[pid], kits[pid], base, warehouses, buffer)
+            result[pid] = _kit_figure(
+                pid, skus[pid], kits[pid], base, warehouses, buffer, held_back.get(pid, 0)
+            )
         else:
             figures = base[pid].describe()
-            computed = figures.pop("net") - buffer
+            held_here = held_back.get(pid, 0)
+            if held_here:
+                figures["held_by_channel"] = held_here
+            computed = figures.pop("net") + held_here - buffer
             quantity = max(0, computed)
             result[pid] = StockFigure(
                 pid,
@@ -322,8 +349,10 @@ async def available_to_promise(
                     "buffer": buffer,
                     "computed": computed,
                     "quantity": quantity,
-                    "formula": f"{figures['on_hand_total']} on hand - {figures['reserved']} reserved - "
-                    f"{buffer} buffer = {computed}" + (" -> 0 (never negative)" if computed < 0 else ""),
+                    "formula": f"{figures['on_hand_total']} on hand - {figures['reserved']} reserved"
+                    + (f" + {held_here} held by the channel itself" if held_here else "")
+                    + f" - {buffer} buffer = {computed}"
+                    + (" -> 0 (never negative)" if computed < 0 else ""),
                 },
             )
     return result
@@ -336,6 +365,7 @@ def _kit_figure(
     base: dict[int, _Base],
     warehouses: Sequence[str],
     buffer: int,
+    held_here: int = 0,
 ) -> StockFigure:
     parts: list[dict[str, Any]] = []
     for component_id, per_kit in components:
@@ -358,7 +388,9 @@ def _kit_figure(
         limited_by: str | None = str(limiting["sku"])
     else:
         minimum, limited_by = 0, None
-    quantity = max(0, minimum - buffer)
+    held_here = held_here if parts else 0
+    computed = minimum + held_here - buffer
+    quantity = max(0, computed)
     return StockFigure(
         pid,
         quantity,
@@ -369,14 +401,33 @@ def _kit_figure(
             "components": parts,
             "kit_minimum": minimum,
             "limited_by": limited_by,
+            **({"held_by_channel": held_here} if held_here else {}),
             "buffer": buffer,
-            "computed": minimum - buffer,
+            "computed": computed,
             "quantity": quantity,
             "formula": (
-                f"min(component available // per kit) = {minimum} - {buffer} buffer = {minimum - buffer}"
+                f"min(component available // per kit) = {minimum}"
+                + (f" + {held_here} held by the channel itself" if held_here else "")
+                + f" - {buffer} buffer = {computed}"
                 if parts
                 else "kit has no components: 0"
             )
-            + (" -> 0 (never negative)" if parts and minimum - buffer < 0 else ""),
+            + (" -> 0 (never negative)" if parts and computed < 0 else ""),
         },
     )
+
+
+async def _held_by_channel(
+    conn: aiosqlite.Connection, product_ids: Sequence[int], held: HeldByChannel
+) -> dict[int, int]:
+    """Per product sold directly: units in ``held.channel``'s open orders in a held status."""
+    if not held.remote_statuses:
+        return {}
+    rows = await conn.execute_fetchall(
+        "SELECT oi.product_id, SUM(oi.quantity) AS qty FROM orders o "
+        "CROSS JOIN order_items oi ON oi.order_id = o.id "
+        f"WHERE o.stock_state = 'reserved' AND o.channel = ? AND o.remote_status IN {IN_JSON} "
+        f"AND oi.product_id IN {IN_JSON} GROUP BY oi.product_id",
+        (held.channel, json_list(sorted(held.remote_statuses)), json_list(product_ids)),
+    )
+    return {int(r["product_id"]): int(r["qty"]) for r in rows}

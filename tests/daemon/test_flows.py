@@ -8,10 +8,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from decimal import Decimal
 
+import pytest
+
 from channels.models import FlowName, PushResult, StockPush
 from daemon.clock import SYSTEM_CLOCK
 from daemon.flows.runner import FlowTiming
-from daemon.store import bindings, catalog, import_failures, orders, outbox, stock
+from daemon.store import bindings, catalog, channels, import_failures, orders, outbox, stock
 from daemon.store._products import id_for_sku
 from tests.daemon.conftest import World
 
@@ -99,6 +101,55 @@ async def test_an_imported_sale_lowers_the_stock_pushed(world: World) -> None:
     await world.run(FlowName.ORDERS)
     await world.run(FlowName.STOCK)
     assert world.sim_stock(sku) == 3  # reserved by the open order, on every channel
+
+
+def sim_stock_row(world: World, sku: str) -> dict[str, int]:
+    (row,) = [p["estoque"] for p in world.sim.state()["products"] if p["sku"] == sku]
+    return {k: int(row[k]) for k in ("quantidade", "quantidade_reservada", "quantidade_disponivel")}
+
+
+@pytest.mark.parametrize("holds", [False, True])
+async def test_a_channel_that_holds_its_own_unpaid_orders_is_not_charged_twice(
+    world: World, holds: bool
+) -> None:
+    """Loja Integrada holds stock for its orders awaiting payment and sells what it was sent minus
+    that (the simulator models it). Without ``channel_holds_stock_in`` the order counts twice there;
+    with it, the shop sells exactly the ERP's available-to-promise, and once the order is paid (the
+    platform lets go of its hold) the next pull queues the lower figure at once."""
+    held = frozenset({"aguardando_pagamento", "pagamento_em_analise"}) if holds else frozenset()
+    world.config = replace(
+        world.config,
+        order_statuses=world.config.order_statuses | {"aguardando_pagamento"},
+        channel_holds_stock_in=held,
+    )
+    async with world.db.write() as conn:
+        await channels.set_holds(conn, {"loja": held})
+    sku = skus(world)[0]
+    await world.run(FlowName.STOCK)
+    numero = world.sim.create_orders(1, items=[(sku, 2)], status="aguardando_pagamento")[0]
+    await world.run(FlowName.ORDERS)
+    await world.run(FlowName.STOCK)
+    if holds:
+        assert sim_stock_row(world, sku) == {
+            "quantidade": 5,
+            "quantidade_reservada": 2,
+            "quantidade_disponivel": 3,
+        }
+    else:  # what the shop sells is 2 short: the reservation is subtracted by both sides
+        assert sim_stock_row(world, sku)["quantidade_disponivel"] == 1
+    world.sim.set_order_status(numero, "pedido_pago")
+    await world.run(FlowName.ORDERS)
+    async with world.db.read() as conn:
+        queued = await conn.execute_fetchall(
+            "SELECT COUNT(*) FROM outbox WHERE channel = 'loja' AND entity = 'stock' AND state = 'pending'"
+        )
+    assert next(iter(queued))[0] == (1 if holds else 0)
+    await world.run(FlowName.STOCK)
+    assert sim_stock_row(world, sku) == {
+        "quantidade": 3,
+        "quantidade_reservada": 0,
+        "quantidade_disponivel": 3,
+    }
 
 
 async def test_unknown_sku_parks_the_order_and_a_later_run_lets_it_in(world: World) -> None:

@@ -511,6 +511,20 @@ def test_exit_on_error_prints_header_and_lines_and_exits_2() -> None:
     assert out.getvalue().startswith("/etc/storesync/settings.toml: 2 problema(s) nas configurações:")
 
 
+def test_channel_holds_stock_in_defaults_to_none_and_reaches_the_flows(
+    tmp_path: Path, registry: SecretRegistry
+) -> None:
+    path = write(tmp_path, CHANNEL)
+    settings = load(path, registry)
+    assert channel_config("loja", settings.channels["loja"], settings).channel_holds_stock_in == frozenset()
+    write(tmp_path, CHANNEL + 'channel_holds_stock_in = ["aguardando_pagamento", 3]\n')
+    settings = load(path, registry)
+    config = channel_config("loja", settings.channels["loja"], settings)
+    assert config.channel_holds_stock_in == frozenset({"aguardando_pagamento", "3"})
+    write(tmp_path, CHANNEL + 'channel_holds_stock_in = ["pago", ""]\n')
+    assert problems_of(path, registry) == ["channels.loja.channel_holds_stock_in[1]: must not be empty"]
+
+
 def test_order_audit_defaults_to_daily_and_a_channel_may_change_or_stop_it(
     tmp_path: Path, registry: SecretRegistry
 ) -> None:

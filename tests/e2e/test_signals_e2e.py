@@ -140,6 +140,7 @@ def test_a_reload_with_a_bad_file_keeps_the_old_settings_running(harness: Harnes
 
     fixed = copy.deepcopy(tree)
     fixed["channels"][CHANNEL]["flows"]["stock"]["interval"] = "42m"
+    fixed["channels"][CHANNEL]["channel_holds_stock_in"] = ["aguardando_pagamento"]
     write_toml(config, fixed)
     daemon.send(signal.SIGHUP)
     wait_until(
@@ -150,6 +151,8 @@ def test_a_reload_with_a_bad_file_keeps_the_old_settings_running(harness: Harnes
         what="the fixed file to be applied",
     )
     assert daemon.alive and daemon.status().pid == pid
+    holds = "SELECT holds_stock_in FROM channels WHERE name = ?"
+    assert query(daemon.state_db, holds, (CHANNEL,)) == [('["aguardando_pagamento"]',)]
     wait_until(
         lambda: "settings.reload_failed" in daemon.log_events(),
         timeout=5,

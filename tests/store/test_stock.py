@@ -6,6 +6,7 @@ import aiosqlite
 import pytest
 
 from daemon.store import catalog, orders, stock
+from daemon.store import channels as channels_repo
 from daemon.store.errors import InvalidData, NotFoundError, UnknownWarehouse
 from tests.store.store_support import NOW, outbox_rows, product, remote_order
 
@@ -149,3 +150,74 @@ async def test_atp_batch_uses_a_fixed_number_of_queries(conn: aiosqlite.Connecti
         await conn.set_trace_callback(None)  # type: ignore[arg-type]
     assert [figures[i].quantity for i in ids] == list(range(30))
     assert len(statements) == 3
+
+
+HOLDS = stock.HeldByChannel("loja", frozenset({"aguardando_pagamento", "pagamento_em_analise"}))
+
+
+async def import_on(
+    conn: aiosqlite.Connection, channel: str, remote_id: str, status: str, *items: tuple[str, int]
+) -> int:
+    result = await orders.import_order(
+        conn,
+        channel,
+        remote_order(remote_id, status=status, items=items, paid=False),
+        local_status="placed",
+        sale_warehouse="MAIN",
+        now=NOW,
+    )
+    return result.order_id
+
+
+async def test_a_channel_that_holds_its_own_orders_is_not_charged_for_them_twice(
+    conn: aiosqlite.Connection,
+) -> None:
+    pid = await product(conn, "A1", on_hand=10)
+    await import_on(conn, "loja", "1", "aguardando_pagamento", ("A1", 2))  # held by loja itself
+    await import_on(conn, "loja", "2", "pedido_pago", ("A1", 1))  # not held: reserved here only
+    await import_on(conn, "ml", "3", "aguardando_pagamento", ("A1", 3))  # ml's order: ml's business
+    everywhere = (await stock.available_to_promise(conn, [pid], ["MAIN"], 0))[pid]
+    assert everywhere.quantity == 10 - 6
+    for_loja = (await stock.available_to_promise(conn, [pid], ["MAIN"], 1, held=HOLDS))[pid]
+    assert for_loja.quantity == 10 - 6 + 2 - 1
+    assert for_loja.explanation["held_by_channel"] == 2
+    assert for_loja.explanation["formula"] == (
+        "10 on hand - 6 reserved + 2 held by the channel itself - 1 buffer = 5"
+    )
+    assert "held_by_channel" not in everywhere.explanation
+    nobody_holds = stock.HeldByChannel("loja", frozenset())
+    assert (await stock.available_to_promise(conn, [pid], ["MAIN"], 0, held=nobody_holds))[pid].quantity == 4
+
+
+async def test_a_kit_held_by_the_channel_is_added_back_to_the_kit_not_its_components(
+    conn: aiosqlite.Connection,
+) -> None:
+    a = await product(conn, "A1", on_hand=10)
+    kit = await product(conn, "KIT")
+    assert await catalog.set_kit_components(conn, kit, [(a, 2)])
+    await import_on(conn, "loja", "1", "pagamento_em_analise", ("KIT", 1))
+    figures = await stock.available_to_promise(conn, [kit, a], ["MAIN"], 0, held=HOLDS)
+    assert figures[kit].quantity == (10 - 2) // 2 + 1  # loja sells 5 kits in all, 1 of them held
+    assert figures[kit].explanation["held_by_channel"] == 1
+    assert "+ 1 held by the channel itself" in figures[kit].explanation["formula"]
+    assert figures[a].quantity == 8  # loja holds the kit, not the component sold on its own
+
+
+async def test_an_order_moving_in_or_out_of_a_held_status_requeues_its_own_channels_stock(
+    conn: aiosqlite.Connection,
+) -> None:
+    pid = await product(conn, "A1", on_hand=10)
+    await channels_repo.set_holds(conn, {"loja": ["aguardando_pagamento", "pagamento_em_analise"], "ml": []})
+    order_id = await import_on(conn, "loja", "1", "aguardando_pagamento", ("A1", 2))
+
+    async def requeued_after(remote_status: str) -> dict[str, tuple[str, int]]:
+        await conn.execute("DELETE FROM outbox")
+        await conn.execute("UPDATE orders SET remote_status = ? WHERE id = ?", (remote_status, order_id))
+        return await outbox_rows(conn, "stock", pid)
+
+    assert await requeued_after("pagamento_em_analise") == {}  # held either way
+    assert (await requeued_after("pedido_pago"))["loja"][0] == "pending"  # released by loja: push
+    assert list(await requeued_after("pedido_em_separacao")) == []  # held neither way
+    assert list(await requeued_after("aguardando_pagamento")) == ["loja"]  # only its own channel
+    await channels_repo.set_holds(conn, {"loja": []})
+    assert await requeued_after("pedido_pago") == {}  # nobody holds: the figure does not move
