@@ -22,10 +22,11 @@ from daemon.controlapi.wire import (
     NeverIntegrated,
     OutboxItem,
     OutboxState,
+    ParcelProblem,
     Problems,
 )
 from daemon.statedb import StateDB
-from daemon.store import catalog, import_failures, orders, outbox, prices, problems, stock
+from daemon.store import catalog, import_failures, orders, outbox, prices, problems, shipments, stock
 from daemon.store.errors import NotFoundError
 from daemon.store.outbox import Entity
 
@@ -284,7 +285,13 @@ class ErpService:
         async with self.db.read() as conn:
             failures = await import_failures.list_open(conn, limit=limit)
             never = await problems.never_integrated(conn, limit=limit)
-        now = self.clock.now()
+            now = self.clock.now()
+            parcels = await shipments.needing_attention(
+                conn,
+                created_after=now - shipments.ATTENTION_HORIZON,
+                unknown_before=now - shipments.UNKNOWN_GRACE,
+                limit=limit,
+            )
         return Problems(
             outbox=failed + parked,
             import_failures=[
@@ -304,6 +311,21 @@ class ErpService:
             never_integrated=[
                 NeverIntegrated(channel=n.channel, product_id=n.product_id, sku=n.sku, name=n.name)
                 for n in never
+            ],
+            parcels=[
+                ParcelProblem(
+                    shipment_id=p.shipment_id,
+                    channel=p.channel,
+                    order_id=p.order_id,
+                    order_number=p.order_number,
+                    carrier=p.carrier,
+                    tracking_code=p.tracking_code,
+                    status=p.status,
+                    event=p.event,
+                    since=p.since or now,
+                    checked_at=p.checked_at,
+                )
+                for p in parcels
             ],
         )
 

@@ -155,6 +155,17 @@ _PT: dict[str, str] = {
     "outbox": "fila",
     "import": "importação",
     "never integrated": "nunca integrado",
+    "parcel": "encomenda",
+    "order {number} · {code}": "pedido {number} · {code}",
+    " · Parcels: {parcels}": " · Encomendas: {parcels}",
+    "returned": "devolvida",
+    "returning": "em devolução",
+    "exception": "ocorrência",
+    "not_found": "não encontrada",
+    "invalid_code": "código inválido",
+    "A parcel is asked about again on its carrier's next tracking run.": (
+        "A encomenda é consultada de novo na próxima execução de rastreio da transportadora."
+    ),
     "failed": "falhou",
     "parked": "estacionado",
     "pending": "pendente",

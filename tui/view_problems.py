@@ -1,7 +1,8 @@
 """The Problems tab: what did not go through, why, and the buttons to try again or let go.
 
-Three kinds in one table (one cursor, one set of keys): outbox items that failed or were parked, remote
-records (orders) that could not be imported, and products never integrated with a channel.
+Four kinds in one table (one cursor, one set of keys): outbox items that failed or were parked, remote
+records (orders) that could not be imported, products never integrated with a channel, and parcels a
+carrier returned, lost or does not know.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from daemon.controlapi.wire import ImportFailure, NeverIntegrated, OutboxItem, Problems
+from daemon.controlapi.wire import ImportFailure, NeverIntegrated, OutboxItem, ParcelProblem, Problems
 from tui.channel_table import Target
 from tui.connection import Connection, describe_error
 from tui.controls import Controls
@@ -40,7 +41,7 @@ PULL_FLOW_OF_ENTITY = {"order": "orders", "ticket": "tickets", "tracking": "trac
 class Problem:
     kind: str
     channel: str
-    item: OutboxItem | ImportFailure | NeverIntegrated
+    item: OutboxItem | ImportFailure | NeverIntegrated | ParcelProblem
 
     @property
     def error(self) -> str:
@@ -49,6 +50,8 @@ class Problem:
             return item.last_error or ""
         if isinstance(item, ImportFailure):
             return item.error
+        if isinstance(item, ParcelProblem):
+            return item.event or ""
         return ""
 
 
@@ -61,6 +64,8 @@ def problem_rows(problems: Problems) -> list[tuple[str, Problem]]:
     for product in problems.never_integrated:
         key = f"never:{product.channel}:{product.product_id}"
         rows.append((key, Problem("never integrated", product.channel, product)))
+    for parcel in problems.parcels:
+        rows.append((f"parcel:{parcel.shipment_id}", Problem("parcel", parcel.channel, parcel)))
     return rows
 
 
@@ -152,7 +157,10 @@ class ProblemsView(Vertical):
             imports=imports,
             never=never,
         )
-        tone: Tone = "error" if failed or imports else ("warning" if parked or never else "ok")
+        if problems.parcels:
+            text += self.ui.tr(" · Parcels: {parcels}", parcels=len(problems.parcels))
+        warn = parked or never or problems.parcels
+        tone: Tone = "error" if failed or imports else ("warning" if warn else "ok")
         if not self.rows:
             text = self.ui.tr("No problems.")
         self.query_one("#problems-summary", Static).update(self.ui.toned(text, tone, self.app))
@@ -170,6 +178,10 @@ class ProblemsView(Vertical):
             label = f"{item.entity} {item.remote_id}"
             state, attempts, when = item.state, str(item.attempts), item.last_seen_at
             state_tone = "error"
+        elif isinstance(item, ParcelProblem):
+            label = tr("order {number} · {code}", number=item.order_number, code=item.tracking_code)
+            state, when = item.status, item.since
+            state_tone = "warning"
         else:
             label = f"{item.sku} {item.name}"
             state_tone = "warning"
@@ -211,6 +223,8 @@ class ProblemsView(Vertical):
             # Import failures are retried on the pull flow's next pass: run that pass now.
             flow = PULL_FLOW_OF_ENTITY.get(item.entity, f"{item.entity}s")
             spawn(self, partial(self.controls.sync, Target(item.channel, flow)), group="actions")
+        elif isinstance(item, ParcelProblem):
+            self.notify(self.ui.tr("A parcel is asked about again on its carrier's next tracking run."))
         else:
             spawn(self, partial(self.controls.sync, Target(item.channel, "products")), group="actions")
 

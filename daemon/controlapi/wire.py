@@ -117,10 +117,30 @@ class NeverIntegrated(WireModel):
     name: str
 
 
+class ParcelProblem(WireModel):
+    """A parcel someone should look at: returned or on its way back, lost or damaged, a code the
+    carrier rejects, or one it still does not know days after the label was made."""
+
+    shipment_id: int
+    channel: str
+    """The sales channel of the order."""
+    order_id: int
+    order_number: str
+    carrier: str
+    tracking_code: str
+    status: str
+    event: str | None = None
+    """The carrier's latest event, as it words it."""
+    since: datetime
+    """When the parcel got this status."""
+    checked_at: datetime | None = None
+
+
 class Problems(WireModel):
     outbox: list[OutboxItem] = Field(default_factory=list)
     import_failures: list[ImportFailure] = Field(default_factory=list)
     never_integrated: list[NeverIntegrated] = Field(default_factory=list)
+    parcels: list[ParcelProblem] = Field(default_factory=list)
 
 
 EventType = Literal["log", "status", "heartbeat"]

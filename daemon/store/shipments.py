@@ -7,16 +7,17 @@ lives in ``shipments.status`` next to the latest event, so "where is order 1234?
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import aiosqlite
 
 from channels.models import TrackingState, TrackingStatus
 from daemon.clock import utc_iso
 from daemon.jsontext import dumps
-from daemon.store._sql import IN_JSON, json_list, stamp
+from daemon.store._sql import IN_JSON, json_list, parse_stamp, stamp
 from daemon.store.db import transaction
 
 FINAL_STATES: tuple[str, ...] = tuple(s.value for s in TrackingState if s.final)
@@ -153,3 +154,85 @@ async def _orders_all_delivered(
         (json_list(sorted(order_ids)), json_list(carrier_codes(carriers))),
     )
     return {int(r[0]) for r in rows}
+
+
+ATTENTION_STATES: tuple[str, ...] = tuple(
+    s.value
+    for s in (
+        TrackingState.EXCEPTION,
+        TrackingState.RETURNING,
+        TrackingState.RETURNED,
+        TrackingState.INVALID_CODE,
+    )
+)
+"""States a person must act on (call the carrier, refund or re-ship, fix the code)."""
+UNKNOWN_GRACE = timedelta(days=3)
+"""A label is often made before the parcel is posted; a code the carrier still does not know after
+this long is worth a look (never posted, or a typo that happens to pass the check digit)."""
+ATTENTION_HORIZON = timedelta(days=60)
+"""Parcels older than this are not shown (the default ``tracking_horizon_days``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParcelAttention:
+    shipment_id: int
+    channel: str
+    order_id: int
+    order_number: str
+    carrier: str
+    tracking_code: str
+    status: str
+    event: str | None
+    since: datetime | None
+    checked_at: datetime | None
+
+
+async def needing_attention(
+    conn: aiosqlite.Connection, *, created_after: datetime, unknown_before: datetime, limit: int
+) -> list[ParcelAttention]:
+    """Parcels of open orders (not cancelled) that a carrier put in an :data:`ATTENTION_STATES`
+    state, or still does not know although their shipment was made before ``unknown_before``;
+    only shipments made after ``created_after`` (older ones are no longer tracked). Newest change first.
+    """
+    rows = await conn.execute_fetchall(
+        "SELECT s.id, o.channel, o.id AS order_id, o.number, s.carrier, s.tracking_code, s.status, "
+        "s.tracking_event, s.updated_at, s.tracking_checked_at "
+        "FROM shipments s JOIN orders o ON o.id = s.order_id "
+        "WHERE s.tracking_code IS NOT NULL AND s.tracking_checked_at IS NOT NULL "
+        "AND o.stock_state <> 'released' AND s.created_at >= ? "
+        f"AND (s.status IN {IN_JSON} OR (s.status = ? AND s.created_at < ?)) "
+        "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?",
+        (
+            utc_iso(created_after),
+            json_list(ATTENTION_STATES),
+            TrackingState.NOT_FOUND.value,
+            utc_iso(unknown_before),
+            limit,
+        ),
+    )
+    return [
+        ParcelAttention(
+            shipment_id=int(r["id"]),
+            channel=str(r["channel"]),
+            order_id=int(r["order_id"]),
+            order_number=str(r["number"]),
+            carrier=str(r["carrier"] or ""),
+            tracking_code=str(r["tracking_code"]).strip(),
+            status=str(r["status"]),
+            event=_event_description(r["tracking_event"]),
+            since=parse_stamp(r["updated_at"]),
+            checked_at=parse_stamp(r["tracking_checked_at"]),
+        )
+        for r in rows
+    ]
+
+
+def _event_description(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    try:
+        event = json.loads(raw)
+    except ValueError:
+        return None
+    description = event.get("description") if isinstance(event, dict) else None
+    return str(description) if description else None

@@ -3,9 +3,10 @@ what it keeps, and when an order becomes delivered (and is queued for its own ch
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
@@ -17,8 +18,9 @@ from channels.correios import CorreiosChannel
 from channels.http import HttpClient
 from channels.models import FlowName, TrackingEvent, TrackingState, TrackingStatus
 from channels.ratelimit import RateLimiter
-from channels.simulators.correios import CorreiosSimulator
-from daemon.clock import SYSTEM_CLOCK, FakeClock
+from channels.simulators.correios import CorreiosSimulator, make_code
+from daemon.clock import SYSTEM_CLOCK, FakeClock, utc_iso
+from daemon.erp import ErpService
 from daemon.flows import build_job
 from daemon.flows.runner import FlowTiming, RunContext, RunResult
 from daemon.secrets import SECRETS as REGISTRY
@@ -302,3 +304,44 @@ async def test_the_daemon_learns_the_carriers_runtime_token_for_log_redaction(wo
         (token,) = sim.tokens
         assert token in REGISTRY
         assert REGISTRY.redact(f"Authorization: Bearer {token}") == "Authorization: Bearer ***"
+
+
+async def test_parcels_that_need_a_person_are_listed_among_the_problems(
+    world: World, carrier: ScriptedCarrier, clock: FakeClock
+) -> None:
+    names = ("returned", "lost", "unknown_old", "unknown_new", "delivered", "moving", "cancelled")
+    rng = random.Random(40)
+    codes = {name: make_code(rng) for name in names}
+    order_of = {name: await order_with_parcels(world, code) for name, code in codes.items()}
+    carrier.states = {
+        codes["returned"]: TrackingState.RETURNED,
+        codes["lost"]: TrackingState.EXCEPTION,
+        codes["delivered"]: TrackingState.DELIVERED,
+        codes["moving"]: TrackingState.IN_TRANSIT,
+        codes["cancelled"]: TrackingState.RETURNED,
+    }
+    erp = ErpService(world.db, clock)
+    assert (await erp.problems()).parcels == []  # nobody asked the carrier yet
+    await track(world, carrier, clock)
+    async with world.db.write() as conn:
+        four_days_ago = utc_iso(clock.now() - timedelta(days=4))
+        await conn.execute(
+            "UPDATE shipments SET created_at = ? WHERE tracking_code = ?",
+            (four_days_ago, codes["unknown_old"]),
+        )
+        await conn.execute(
+            "UPDATE orders SET stock_state = 'released' WHERE id = ?", (order_of["cancelled"],)
+        )
+    parcels = (await erp.problems()).parcels
+    assert {p.tracking_code: p.status for p in parcels} == {
+        codes["returned"]: "returned",
+        codes["lost"]: "exception",
+        codes["unknown_old"]: "not_found",
+    }
+    returned = next(p for p in parcels if p.status == "returned")
+    assert returned.channel == "loja" and returned.order_id == order_of["returned"]
+    assert returned.carrier == "correios_pac" and returned.checked_at is not None
+    sixty_one_days_ago = utc_iso(clock.now() - timedelta(days=61))
+    async with world.db.write() as conn:  # beyond the tracking horizon: no longer shown
+        await conn.execute("UPDATE shipments SET created_at = ?", (sixty_one_days_ago,))
+    assert (await erp.problems()).parcels == []

@@ -27,6 +27,7 @@ from daemon.controlapi.wire import (
     NeverIntegrated,
     OutboxItem,
     OutboxState,
+    ParcelProblem,
     Problems,
 )
 from daemon.events import EventBus
@@ -183,6 +184,8 @@ class FakeRuntime:
         self.never_integrated = [
             NeverIntegrated(channel="vtex", product_id=7, sku="KIT-PRESENTE", name="Kit presente caneca")
         ]
+        self.parcels: list[ParcelProblem] = []
+        """Empty unless a test puts some in (the snapshots show the usual three kinds)."""
         # What the dashboard asked for (tests assert on these and on the state they changed).
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.log_queries: list[dict[str, Any]] = []
@@ -307,6 +310,7 @@ class FakeRuntime:
             outbox=[i for i in self.outbox_items if i.state in ("failed", "parked")],
             import_failures=[f for f in self.import_failures if f.state == "open"],
             never_integrated=list(self.never_integrated),
+            parcels=list(self.parcels),
         )
 
     async def explain(self, channel: str, entity: str, sku: str) -> dict[str, Any]:

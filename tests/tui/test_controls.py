@@ -5,12 +5,14 @@ Each test checks the daemon's state (the runtime behind the socket), not only wh
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from daemon.controlapi.server import ControlServer
-from tests.tui.fake_runtime import FakeRuntime
+from daemon.controlapi.wire import ParcelProblem
+from tests.tui.fake_runtime import T0, FakeRuntime
 from tests.tui.tui_support import go_to_row, loaded, make_app, screen_text, wait_for_toast, wait_until
 from tui.app import StoresyncApp
 from tui.dialogs import ConfirmDialog, SkuDialog
@@ -303,3 +305,36 @@ async def test_a_status_that_arrives_while_the_dashboard_closes_is_ignored(
         await view.show(await runtime.status())  # raised NoMatches before
         view.tick()
         assert view.status is not None
+
+
+async def test_a_parcel_that_came_back_is_listed_with_the_carriers_words(
+    socket_path: Path, runtime: FakeRuntime
+) -> None:
+    runtime.parcels = [
+        ParcelProblem(
+            shipment_id=9,
+            channel="loja",
+            order_id=77,
+            order_number="1077",
+            carrier="correios_pac",
+            tracking_code="QP123456785BR",
+            status="returned",
+            event="Objeto devolvido ao remetente",
+            since=T0 - timedelta(hours=3),
+            checked_at=T0 - timedelta(minutes=20),
+        )
+    ]
+    app = make_app(socket_path)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_until(pilot, lambda: loaded(app))
+        await pilot.press("3")
+        await go_to_row(pilot, "problems-table", "parcel:9")
+        table = app.problems_view.table
+        cells = [str(c) for c in table.get_row("parcel:9")]
+        assert cells[:4] == ["encomenda", "loja", "pedido 1077 · QP123456785BR", "devolvida"]
+        summary = str(app.query_one("#problems-summary").render())
+        assert "Encomendas: 1" in summary
+        assert "Objeto devolvido ao remetente" in str(app.query_one("#problems-detail").render())
+        await pilot.press("r")  # nothing to re-send: the carrier is asked again on its own schedule
+        await wait_for_toast(pilot, app, "próxima execução de rastreio")
+    assert runtime.sync_requests == [] and runtime.calls == []
