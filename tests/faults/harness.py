@@ -28,6 +28,7 @@ from typing import Any
 import aiosqlite
 from aiohttp import web
 
+from channels.simulators.correios import CorreiosSimulator
 from channels.simulators.lojaintegrada import LojaIntegradaSimulator
 from daemon.controlapi.client import ControlClient, ControlClientError
 from daemon.controlapi.wire import ChannelStatus, DaemonStatus
@@ -126,6 +127,46 @@ class ChannelSpec:
         return (self.api_key, self.app_key)
 
 
+@dataclass
+class CarrierSpec:
+    """A Correios carrier channel (``[channels.correios]``) tracking the sales channels' parcels."""
+
+    base_url: str
+    user: str
+    access_code: str
+    card: str = "0067599079"
+    name: str = "correios"
+    carriers: tuple[str, ...] = ("correios_pac",)
+    tracking_interval: str = "1s"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"SSF_CORREIOS_USER": self.user, "SSF_CORREIOS_ACCESS": self.access_code}
+
+    @property
+    def secrets(self) -> tuple[str, str]:
+        return (self.user, self.access_code)
+
+    def table(self) -> list[str]:
+        lines = _table(
+            f"channels.{self.name}",
+            {
+                "kind": "correios",
+                "base_url": self.base_url,
+                "client_id": "env:SSF_CORREIOS_USER",
+                "client_secret": "env:SSF_CORREIOS_ACCESS",
+                "cartao_postagem": self.card,
+                "carriers": list(self.carriers),
+                "rate_limit": "6000/min",
+                "backoff_base_seconds": 0.05,
+                "backoff_max_seconds": 0.5,
+            },
+        )
+        return lines + _table(
+            f"channels.{self.name}.flows.tracking", {"interval": self.tracking_interval, "batch_size": 50}
+        )
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -157,6 +198,7 @@ def settings_text(
     *,
     daemon: Mapping[str, Any] | None = None,
     defaults: Mapping[str, Any] | None = None,
+    carrier: CarrierSpec | None = None,
 ) -> str:
     lines = _table(
         "daemon",
@@ -202,6 +244,8 @@ def settings_text(
         lines += _table(f"channels.{spec.name}.mappings.status", STATUS_MAPPING)
         for flow, values in {**DEFAULT_FLOWS, **spec.flows}.items():
             lines += _table(f"channels.{spec.name}.flows.{flow}", values)
+    if carrier is not None:
+        lines += carrier.table()
     return "\n".join(lines)
 
 
@@ -332,6 +376,8 @@ class Setup:
     sims: dict[str, TamperingSimulator]
     specs: dict[str, ChannelSpec]
     skus: list[str]
+    carrier: CorreiosSimulator | None = None
+    carrier_spec: CarrierSpec | None = None
 
     @property
     def state_db(self) -> Path:
@@ -343,7 +389,9 @@ class Setup:
 
     @property
     def secret_values(self) -> list[str]:
-        return [value for spec in self.specs.values() for value in spec.secrets]
+        """Every configured secret, the carrier's credentials included."""
+        values = [value for spec in self.specs.values() for value in spec.secrets]
+        return values + list(self.carrier_spec.secrets if self.carrier_spec else ())
 
 
 class TamperingSimulator(LojaIntegradaSimulator):
@@ -414,16 +462,21 @@ async def running_setup(
     start: bool = True,
     state_dir_size: int | None = None,
     file_secrets: Sequence[str] = (),
+    carrier: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Setup]:
     """Simulators up, catalog seeded straight into the ERP database, the daemon started (and ready).
 
     ``state_dir_size`` puts the state folder on a tmpfs of that many bytes (a disk that can fill up).
+    ``carrier`` (simulator options, ``{}`` for none) adds a Correios simulator and a carrier channel
+    tracking ``correios_pac`` parcels.
     Everything started here is stopped on the way out, also when the test fails.
     """
     with short_tmpdir() as workdir:
         sims: dict[str, TamperingSimulator] = {}
         specs: dict[str, ChannelSpec] = {}
         proc: DaemonProc | None = None
+        carrier_sim: CorreiosSimulator | None = None
+        carrier_spec: CarrierSpec | None = None
         state_dir = workdir / "var"
         mounted = False
         try:
@@ -449,19 +502,27 @@ async def running_setup(
                     key_file.parent.mkdir(mode=0o700, exist_ok=True)
                     key_file.write_text(api_key + "\n", encoding="utf-8")
                     specs[name].api_key_file = key_file
+            if carrier is not None:
+                user, access = new_secret("usuario"), new_secret("acesso")
+                carrier_sim = CorreiosSimulator(user, access, cartao_postagem=CarrierSpec.card, **carrier)
+                carrier_spec = CarrierSpec(await carrier_sim.start("127.0.0.1", 0), user, access)
             first = next(iter(sims.values()))
             skus = sorted(str(p["sku"]) for p in first.state()["products"])
             await seed_catalog(state_dir / "storesync.db", skus, stock_per_sku)
             config = workdir / "settings.toml"
             config.write_text(
-                settings_text(state_dir, list(specs.values()), daemon=daemon, defaults=defaults),
+                settings_text(
+                    state_dir, list(specs.values()), daemon=daemon, defaults=defaults, carrier=carrier_spec
+                ),
                 encoding="utf-8",
             )
             env: dict[str, str] = {}
             for spec in specs.values():
                 env.update(spec.env)
+            if carrier_spec is not None:
+                env.update(carrier_spec.env)
             proc = DaemonProc(config, env, workdir)
-            setup = Setup(workdir, proc, sims, specs, skus)
+            setup = Setup(workdir, proc, sims, specs, skus, carrier_sim, carrier_spec)
             if start:
                 await proc.start()
                 await proc.wait_ready()
@@ -471,8 +532,46 @@ async def running_setup(
                 await proc.stop()
             for sim in sims.values():
                 await sim.stop()
+            if carrier_sim is not None:
+                await carrier_sim.stop()
             if mounted:
                 unmount(state_dir)
+
+
+# --- parcels (a setup with a carrier) -------------------------------------------------------------
+
+
+def shipment(setup: Setup, code: str) -> tuple[str, str]:
+    """(the shipment's tracking state, its order's local status)."""
+    rows = query(
+        setup.state_db,
+        "SELECT s.status, o.status FROM shipments s JOIN orders o ON o.id = s.order_id "
+        "WHERE s.tracking_code = ?",
+        (code,),
+    )
+    return (str(rows[0][0]), str(rows[0][1])) if rows else ("", "")
+
+
+async def ship(setup: Setup, channel: str) -> str:
+    """A paid order on the sales channel, imported, then shipped by PAC with a code the carrier has
+    just posted; returns the code once the daemon has tracked it as posted."""
+    sales = setup.sims[channel]
+    [numero] = sales.create_orders(1, items=[(setup.skus[0], 1)], status="pedido_pago")
+    imported = "SELECT COUNT(*) FROM orders WHERE channel = ? AND remote_id = ?"
+    await eventually(
+        lambda: bool(query(setup.state_db, imported, (channel, str(numero)))[0][0]),
+        timeout=20,
+        what=f"order {numero} imported",
+    )
+    assert setup.carrier is not None
+    code = setup.carrier.post_object(story="delivered")
+    async with setup.daemon.client() as client:
+        result = await client.tracking_add(channel, str(numero), code, carrier="correios_pac")
+    assert result.ok, result
+    await eventually(
+        lambda: shipment(setup, code)[0] == "posted", timeout=20, what=f"{code} tracked as posted"
+    )
+    return code
 
 
 def can_mount() -> bool:

@@ -2,10 +2,12 @@
 
 * A full run with faults (rejected credentials, 5xx, error bodies that quote the credentials back,
   orders that cannot be imported) on two channels, one keyed by environment variables and one by a
-  ``file:`` credential; then every place the daemon writes or answers is searched for the configured
-  secret values: its stdout and stderr, both SQLite files (every row of every table, text and blobs,
-  and the raw bytes of the files and their WALs), every control API answer (status, channels, all
-  log pages, outbox, problems, explain, the event stream, error answers) and the CLI's messages.
+  ``file:`` credential, and a Correios carrier channel whose bearer token expires on the way; then
+  every place the daemon writes or answers is searched for the configured secret values and the
+  credentials obtained at run time (both tokens, the encoded Basic header): its stdout and stderr,
+  both SQLite files (every row of every table, text and blobs, and the raw bytes of the files and
+  their WALs), every control API answer (status, channels, all log pages, outbox, problems,
+  explain, the event stream, error answers) and the CLI's messages.
 * The control socket is 0660 and the daemon checks the peer's credentials: a forked child that
   drops to ``nobody`` is refused at ``connect`` (the file mode), and, with the mode opened up on
   purpose, by the server itself (403).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import base64
 import json
 import os
 import pwd
@@ -43,6 +46,8 @@ from tests.faults.harness import (
     last_log_id,
     query,
     running_setup,
+    ship,
+    shipment,
     sim_stock,
 )
 
@@ -134,9 +139,12 @@ def cli(setup: Setup, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def exercise_with_faults(setup: Setup) -> None:
-    """A little of everything that produces log lines, stored errors and API answers."""
+async def exercise_with_faults(setup: Setup) -> list[str]:
+    """A little of everything that produces log lines, stored errors and API answers; returns the
+    credentials the daemon obtained at run time (the carrier's bearer tokens, its Basic header)."""
     env_sim, file_sim = setup.sims[ENV_CH], setup.sims[FILE_CH]
+    carrier, carrier_spec = setup.carrier, setup.carrier_spec
+    assert carrier is not None and carrier_spec is not None
 
     async def synced() -> bool:
         atp = await atp_by_sku(setup.state_db)
@@ -177,6 +185,17 @@ async def exercise_with_faults(setup: Setup) -> None:
     await eventually(
         lambda: not setup.sims[FILE_CH].state()["faults"], timeout=5, what="the faults to be cleared"
     )
+    # The carrier: a token, a 401 once it expires, a second token, and a 5xx burst on the way.
+    code = await ship(setup, ENV_CH)
+    tokens = list(carrier.tokens)
+    carrier.expire_tokens()
+    carrier.inject_fault("5xx", 2, paths="/srorastro/")
+    carrier.advance(code)
+    await eventually(lambda: shipment(setup, code)[0] == "in_transit", timeout=20, what="the parcel moving")
+    tokens += list(carrier.tokens)
+    assert len(set(tokens)) == 2
+    basic = base64.b64encode(f"{carrier_spec.user}:{carrier_spec.access_code}".encode()).decode()
+    return [*tokens, basic]
 
 
 async def collect_api_answers(setup: Setup) -> dict[str, str]:
@@ -217,10 +236,11 @@ async def test_no_secret_anywhere_after_a_run_with_faults() -> None:
         [ENV_CH, FILE_CH],
         file_secrets=[FILE_CH],
         flows={name: {"orders": {"interval": "1s", "batch_size": 50}} for name in (ENV_CH, FILE_CH)},
+        carrier={},
     ) as setup:
         secrets = setup.secret_values
-        assert len(set(secrets)) == 4
-        await exercise_with_faults(setup)
+        assert len(set(secrets)) == 6  # two per sales channel, the carrier's user and access code
+        secrets += await exercise_with_faults(setup)
         answers = await collect_api_answers(setup)
         assert await setup.daemon.stop() == 0
         found: list[str] = []
