@@ -10,6 +10,7 @@ locale; the facts a program needs are in ``ActionResult.details``, so no client 
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -312,21 +313,7 @@ class ErpService:
                 NeverIntegrated(channel=n.channel, product_id=n.product_id, sku=n.sku, name=n.name)
                 for n in never
             ],
-            parcels=[
-                ParcelProblem(
-                    shipment_id=p.shipment_id,
-                    channel=p.channel,
-                    order_id=p.order_id,
-                    order_number=p.order_number,
-                    carrier=p.carrier,
-                    tracking_code=p.tracking_code,
-                    status=p.status,
-                    event=p.event,
-                    since=p.since or now,
-                    checked_at=p.checked_at,
-                )
-                for p in parcels
-            ],
+            parcels=[ParcelProblem(**{**asdict(p), "since": p.since or now}) for p in parcels],
         )
 
     async def explain(self, channel: str, entity: str, sku: str) -> dict[str, Any]:
