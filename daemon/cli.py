@@ -34,7 +34,7 @@ from daemon.controlapi.client import (
     ControlTimeout,
     DaemonNotRunning,
 )
-from daemon.controlapi.wire import ActionResult, DaemonStatus, LogRow, OutboxItem
+from daemon.controlapi.wire import ActionResult, DaemonStatus, LogRow, OutboxItem, Problems
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -312,6 +312,54 @@ def print_outbox(items: Sequence[OutboxItem]) -> None:
         _out(line)
 
 
+def print_problems(problems: Problems) -> None:
+    """Every kind of problem under its own heading; kinds with nothing to show are left out."""
+    sections: list[tuple[str, tuple[str, ...], list[list[str]]]] = [
+        (
+            "outbox",
+            ("id", "channel", "entity", "sku", "state", "tries", "last_error"),
+            [
+                [str(i.id), i.channel, i.entity, i.sku or str(i.entity_id), _word("outbox_state", i.state),
+                 str(i.attempts), _short(i.last_error, 80)]
+                for i in problems.outbox
+            ],
+        ),
+        (
+            "import_failures",
+            ("id", "channel", "entity", "remote_id", "tries", "last_seen", "error"),
+            [
+                [str(f.id), f.channel, f.entity, f.remote_id, str(f.attempts), _local(f.last_seen_at),
+                 _short(f.error, 80)]
+                for f in problems.import_failures
+            ],
+        ),
+        (
+            "never_integrated",
+            ("channel", "sku", "name"),
+            [[n.channel, n.sku, n.name] for n in problems.never_integrated],
+        ),
+        (
+            "parcels",
+            ("channel", "order", "carrier", "code", "state", "since", "event"),
+            [
+                [p.channel, p.order_number, p.carrier, p.tracking_code, _word("parcel_state", p.status),
+                 _local(p.since), _short(p.event, 60)]
+                for p in problems.parcels
+            ],
+        ),
+    ]  # fmt: skip
+    shown = [section for section in sections if section[2]]
+    if not shown:
+        _out(_t("cli.problems_none"))
+        return
+    for index, (kind, columns, rows) in enumerate(shown):
+        if index:
+            _out("")
+        _out(_t(f"cli.problems.{kind}", count=len(rows)))
+        for line in _table([_t(f"cli.col.{c}") for c in columns], rows):
+            _out("  " + line)
+
+
 def _print_tree(value: Any, indent: int = 0) -> None:
     pad = "  " * indent
     if isinstance(value, dict):
@@ -576,6 +624,18 @@ def cmd_outbox_list(args: argparse.Namespace) -> int:
     return _with_client(args, work)
 
 
+def cmd_problems(args: argparse.Namespace) -> int:
+    async def work(client: ControlClient) -> int:
+        problems = await client.problems()
+        if args.json:
+            _out(json.dumps(problems.model_dump(mode="json"), indent=2, ensure_ascii=False))
+        else:
+            print_problems(problems)
+        return EXIT_OK
+
+    return _with_client(args, work)
+
+
 def cmd_outbox_retry(args: argparse.Namespace) -> int:
     return _action(args, lambda c: c.retry_outbox(args.ids or None, args.channel))
 
@@ -779,6 +839,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("retry", cmd_outbox_retry, "send failed or parked items again", outbox)
     p.add_argument("--channel")
     p.add_argument("ids", metavar="IDS", nargs="*", type=_int_list)
+
+    command(
+        "problems",
+        cmd_problems,
+        "what needs a person: failed or parked items, unimported records, unlinked products, parcels",
+    )
 
     p = command("explain", cmd_explain, "how the value last pushed to a channel was computed")
     p.add_argument("channel", metavar="CHANNEL")

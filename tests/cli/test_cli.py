@@ -22,7 +22,15 @@ from daemon.clock import FakeClock
 from daemon.controlapi.client import ControlClient
 from daemon.controlapi.runtime import FieldError, Runtime
 from daemon.controlapi.server import ControlServer
-from daemon.controlapi.wire import ActionResult, DaemonStatus, LogPage, LogRow
+from daemon.controlapi.wire import (
+    ActionResult,
+    DaemonStatus,
+    ImportFailure,
+    LogPage,
+    LogRow,
+    ParcelProblem,
+    Problems,
+)
 from daemon.events import EventBus
 from daemon.logbook import LogBook, LogSink, event_to_row
 
@@ -35,6 +43,7 @@ class MiniRuntime:
     def __init__(self, book: LogBook) -> None:
         self.book = book
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.problem_list = Problems()
 
     @property
     def erp(self) -> Self:
@@ -47,6 +56,9 @@ class MiniRuntime:
 
     async def status(self) -> DaemonStatus:
         return DaemonStatus(version="9.9", pid=1, started_at=T0)
+
+    async def problems(self) -> Problems:
+        return self.problem_list
 
     async def query_logs(self, **kwargs: Any) -> LogPage:
         return await self.book.query(**kwargs)
@@ -305,6 +317,37 @@ async def test_product_import_prints_each_refused_line(
 
 
 # --- commands that hand over to other modules ------------------------------------------------------
+
+
+async def test_problems_one_heading_per_kind_that_has_any(
+    sock: str, runtime: MiniRuntime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await storesync("--socket", sock, "problems") == 0
+    assert capsys.readouterr().out.startswith("no problems")
+    runtime.problem_list = Problems(
+        import_failures=[
+            ImportFailure(
+                id=4, channel="loja", entity="order", remote_id="1077", error="CPF 123 is not valid",
+                attempts=2, state="open", first_seen_at=T0, last_seen_at=T0,
+            )
+        ],
+        parcels=[
+            ParcelProblem(
+                shipment_id=9, channel="loja", order_id=7, order_number="1078", carrier="correios_pac",
+                tracking_code="QP123456785BR", status="returned", event="Objeto devolvido ao remetente",
+                since=T0,
+            )
+        ],
+    )  # fmt: skip
+    assert await storesync("--socket", sock, "problems") == 0
+    out = capsys.readouterr().out
+    assert "Records that could not be imported (1)" in out and "CPF 123 is not valid" in out
+    assert "Parcels that need a look (1)" in out
+    parcel_line = next(line for line in out.splitlines() if "QP123456785BR" in line)
+    assert "1078" in parcel_line and "returned" in parcel_line and "devolvido ao remetente" in parcel_line
+    assert "Outbox" not in out and "never integrated" not in out
+    assert await storesync("--socket", sock, "--json", "problems") == 0
+    assert Problems.model_validate_json(capsys.readouterr().out) == runtime.problem_list
 
 
 def test_run_hands_over_to_the_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
