@@ -42,7 +42,7 @@ from daemon.flows import build_job
 from daemon.flows.config import ChannelConfig
 from daemon.flows.runner import FlowTiming
 from daemon.i18n import translate
-from daemon.logbook import LogBook, LogSink, configure_logging, set_log_level
+from daemon.logbook import LogBook, LogSink, configure_logging, set_log_level, set_stdout_items
 from daemon.settings import ChannelSettings, Settings, SettingsError, format_problems, load_settings
 from daemon.statedb import StateDB
 from daemon.store import channels as channels_repo
@@ -141,6 +141,7 @@ class Daemon:
 
     async def start(self) -> None:
         configure_logging(self.settings.daemon.log_level, sink=self.sink, clock=self.clock)
+        set_stdout_items(self.settings.daemon.log_items_to_stdout)
         # First: a SIGTERM during start-up then means "stop once started", not death by default action.
         self._install_signals()
         state_dir = self.settings.daemon.state_dir
@@ -359,6 +360,7 @@ class Daemon:
             old = self.settings
             self.settings = new
             set_log_level(new.daemon.log_level)
+            set_stdout_items(new.daemon.log_items_to_stdout)
             await self._sync_channel_table()
             changed = await self._apply_channels(old, new)
             self.settings_loaded_at = self.clock.now()

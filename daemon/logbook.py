@@ -591,9 +591,13 @@ class _State:
     """The chain :func:`configure_logging` installed; :func:`log_each` takes its shortcut only while
     it is still the one in force (tests that capture logs swap it out)."""
     json_stdout = False
+    stdout_items = False
+    """:func:`log_each` prints one line per item instead of one per batch (``log_items_to_stdout``)."""
 
 
 _STATE = _State()
+STDOUT_SAMPLE_IDS = 20
+"""How many entity ids a batch's summary line on stdout names (the log database has them all)."""
 _LEVEL_NUMBERS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -665,6 +669,12 @@ def set_log_level(level: str) -> None:
     logging.getLogger().setLevel(_STATE.min_level)
 
 
+def set_stdout_items(on: bool) -> None:
+    """Per item (True) or one summary per batch (False) on stdout for :func:`log_each`; the log
+    database gets one row per item either way."""
+    _STATE.stdout_items = on
+
+
 def configure_logging(
     level: str = "info",
     *,
@@ -728,6 +738,7 @@ def reset_logging() -> None:
     _STATE.min_level = logging.INFO
     _STATE.processors = None
     _STATE.json_stdout = False
+    _STATE.stdout_items = False
     root = logging.getLogger()
     for handler in list(root.handlers):
         if isinstance(handler, _StdlibBridge):
@@ -744,10 +755,13 @@ def log_each(
 
     A push batch logs one event per item (each is its own filterable ``sync_log`` row); through the
     whole processor chain that cost about as much CPU as the HTTP request it reports. Here the
-    level check, context merge and timestamp happen once, the rows go to the sink under one lock and
-    the JSON lines to stdout in one write. Every item is still redacted, and the rows and lines are
-    the ones the chain would have made. When the chain in force is not ours (tests capturing logs),
-    each item goes through it as usual.
+    level check, context merge and timestamp happen once and the rows go to the sink under one lock.
+    Every item is still redacted, and the rows are the ones the chain would have made. When the
+    chain in force is not ours (tests capturing logs), each item goes through it as usual.
+
+    stdout (journald) gets one summary line for the batch (``count``, the first entity ids) unless
+    :func:`set_stdout_items` asked for a line per item: journald's default rate limit (10,000
+    messages in 30 s per unit) would otherwise drop lines, errors included, during a bulk push.
     """
     if not items:
         return
@@ -773,6 +787,7 @@ def log_each(
     rows: list[Row] = []
     lines: list[str] = []
     render = _STATE.json_stdout and isinstance(printer, structlog.PrintLogger)
+    per_item = render and _STATE.stdout_items
     encode_line = jsontext.dumps
     for item in items:
         event_dict: EventDict = {**shared, **redaction(printer, normal, dict(item)), "event": event}
@@ -780,8 +795,14 @@ def log_each(
         event_dict.setdefault("ts", ts)
         if sink is not None:
             rows.append(event_to_row(event_dict, clock))
-        if render:
+        if per_item:
             lines.append(encode_line(event_dict))
+    if render and not per_item:
+        ids = [str(item["entity_id"]) for item in items[:STDOUT_SAMPLE_IDS] if "entity_id" in item]
+        summary: EventDict = {**shared, "event": event, "level": normal, "ts": ts, "count": len(items)}
+        if ids:
+            summary["entity_ids"] = ids + (["…"] if len(items) > len(ids) else [])
+        lines.append(encode_line(redaction(printer, normal, summary)))
     if sink is not None:
         sink.offer_many(rows)
     if lines and isinstance(printer, structlog.PrintLogger):

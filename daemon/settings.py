@@ -212,6 +212,9 @@ class DaemonSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_retention_days: int = Field(30, ge=1)
     log_retention_rows: int = Field(2_000_000, ge=1)
+    log_items_to_stdout: bool = False
+    """Every pushed item as its own line on stdout too (the log database always has one row per
+    item); off, a batch prints one summary line, which keeps a bulk push under journald's limit."""
     locale: Literal["pt_BR", "en"] = "pt_BR"
     shutdown_timeout: PositiveDuration = 20.0
     watchdog: bool = True

@@ -17,7 +17,15 @@ from daemon.clock import SYSTEM_CLOCK
 from daemon.flows.config import ChannelConfig
 from daemon.flows.runner import RunContext, RunResult
 from daemon.flows.stock import StockJob
-from daemon.logbook import LogBook, LogSink, configure_logging, log_each, reset_logging
+from daemon.logbook import (
+    STDOUT_SAMPLE_IDS,
+    LogBook,
+    LogSink,
+    configure_logging,
+    log_each,
+    reset_logging,
+    set_stdout_items,
+)
 from daemon.statedb import StateDB
 from daemon.store import catalog, channels, outbox, stock
 
@@ -198,11 +206,15 @@ async def test_claim_skips_excluded_rows(setup: tuple[StateDB, FakeStock, StockJ
     assert ("loja", "stock") in kinds and all(name == "loja" for name, _ in kinds)
 
 
-async def test_log_each_writes_one_filterable_row_and_line_per_item(tmp_path: Path) -> None:
+@pytest.mark.parametrize("per_item", [False, True])
+async def test_log_each_writes_one_filterable_row_per_item_and_a_summary_line(
+    tmp_path: Path, per_item: bool
+) -> None:
     folder = tmp_path
     sink = LogSink()
     with (folder / "out.jsonl").open("w") as out:
         configure_logging("info", sink=sink, stream=out)
+        set_stdout_items(per_item)
         book = await LogBook.open(folder / "log.db", sink=sink)
         try:
             log = structlog.get_logger("t").bind(channel="loja", flow="stock", run_id="r1")
@@ -211,14 +223,25 @@ async def test_log_each_writes_one_filterable_row_and_line_per_item(tmp_path: Pa
             ]
             log_each(log, "info", "stock.pushed", items)
             log_each(log, "debug", "stock.hidden", items)  # below the level: nothing
+            many = [{"entity": "stock", "entity_id": str(i)} for i in range(STDOUT_SAMPLE_IDS + 5)]
+            log_each(log, "info", "stock.bulk", many)
             await book.flush()
             page = await book.query(channel="loja", entity="stock")
         finally:
             await book.aclose()
             reset_logging()
     rows = sorted(page.rows, key=lambda r: r.id)
-    assert [(r.event, r.flow, r.entity_id, r.remote_id) for r in rows] == [
+    assert [(r.event, r.flow, r.entity_id, r.remote_id) for r in rows[:3]] == [
         ("stock.pushed", "stock", str(i), f"R{i}") for i in range(3)
     ]
-    lines = (folder / "out.jsonl").read_text().splitlines()
-    assert [json.loads(line)["event"] for line in lines] == ["stock.pushed"] * 3
+    assert len(rows) == 3 + STDOUT_SAMPLE_IDS + 5  # one row per item, whatever stdout shows
+    lines = [json.loads(line) for line in (folder / "out.jsonl").read_text().splitlines()]
+    if per_item:
+        assert [line["event"] for line in lines] == ["stock.pushed"] * 3 + ["stock.bulk"] * len(many)
+        return
+    assert [(line["event"], line["count"], line["channel"]) for line in lines] == [
+        ("stock.pushed", 3, "loja"),
+        ("stock.bulk", len(many), "loja"),
+    ]
+    assert lines[0]["entity_ids"] == ["0", "1", "2"]
+    assert lines[1]["entity_ids"] == [str(i) for i in range(STDOUT_SAMPLE_IDS)] + ["…"]
