@@ -517,6 +517,14 @@ class Daemon:
     async def push_stock(self, sku: str) -> ActionResult:
         return await self.erp.push_stock(sku, sorted(self.supervisors))
 
+    async def link_product(self, sku: str, channel: str, remote_id: str) -> ActionResult:
+        self._supervisor(channel)
+        return await self.erp.link_product(sku, channel, remote_id)
+
+    async def unlink_product(self, sku: str, channel: str) -> ActionResult:
+        self._supervisor(channel)
+        return await self.erp.unlink_product(sku, channel)
+
     async def retry_outbox(self, ids: list[int] | None, channel: str | None) -> ActionResult:
         if channel is not None:
             self._supervisor(channel)

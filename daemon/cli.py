@@ -586,6 +586,14 @@ def cmd_product_push_stock(args: argparse.Namespace) -> int:
     return _action(args, lambda c: c.push_stock(args.sku))
 
 
+def cmd_product_link(args: argparse.Namespace) -> int:
+    return _action(args, lambda c: c.link_product(args.sku, args.channel, args.remote_id))
+
+
+def cmd_product_unlink(args: argparse.Namespace) -> int:
+    return _action(args, lambda c: c.unlink_product(args.sku, args.channel))
+
+
 def cmd_invoice_add(args: argparse.Namespace) -> int:
     issued_at = parse_when(args.issued_at, name="--issued-at")
     return _action(
@@ -804,6 +812,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE.csv")
     p = command("push-stock", cmd_product_push_stock, "push a product's stock to every channel now", product)
     p.add_argument("sku", metavar="SKU")
+    p = command("link", cmd_product_link, "link a product to a given listing on a channel", product)
+    p.add_argument("sku", metavar="SKU")
+    p.add_argument("channel", metavar="CHANNEL")
+    p.add_argument("remote_id", metavar="REMOTE_ID", help="the channel's product id")
+    p = command(
+        "unlink",
+        cmd_product_unlink,
+        "forget a product's link on a channel (nothing is deleted there)",
+        product,
+    )
+    p.add_argument("sku", metavar="SKU")
+    p.add_argument("channel", metavar="CHANNEL")
 
     invoice = command("invoice", _needs_subcommand, "NF-e invoices").add_subparsers(
         dest="invoice_command", metavar="ACTION"

@@ -15,6 +15,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import structlog
+
 from daemon import i18n
 from daemon.clock import Clock
 from daemon.controlapi.wire import (
@@ -27,9 +29,22 @@ from daemon.controlapi.wire import (
     Problems,
 )
 from daemon.statedb import StateDB
-from daemon.store import catalog, import_failures, orders, outbox, prices, problems, shipments, stock
+from daemon.store import (
+    bindings,
+    catalog,
+    import_failures,
+    orders,
+    outbox,
+    prices,
+    problems,
+    shipments,
+    stock,
+)
+from daemon.store import channels as channels_repo
 from daemon.store.errors import NotFoundError
 from daemon.store.outbox import Entity
+
+log = structlog.get_logger("storesync.erp")
 
 
 class ErpService:
@@ -237,6 +252,41 @@ class ErpService:
                 "erp.stock_queued", sku=sku, channels=", ".join(channels) or self._t("erp.no_channel")
             ),
             details={"product_id": product_id, "sku": sku, "channels": channels},
+        )
+
+    async def link_product(self, sku: str, channel: str, remote_id: str) -> ActionResult:
+        """Bind the SKU to the channel's product ``remote_id`` by hand (the automatic link by key
+        found nothing, or the wrong listing), then queue everything that channel must hear about it.
+        A remote id already bound to another product is refused (``BindingConflict``)."""
+        remote_id = remote_id.strip()
+        if not remote_id:
+            raise ValueError(self._t("erp.empty_remote_id"))
+        product_id = await self._product_id(sku)
+        async with self.db.write() as conn:
+            await bindings.set_binding(conn, channel, "product", product_id, remote_id)
+            queued = await channels_repo.queue_full_push(conn, channel, [product_id])
+        log.info("product.linked", channel=channel, entity="product", entity_id=str(product_id),
+                 remote_id=remote_id, sku=sku, by="operator")  # fmt: skip
+        return ActionResult(
+            ok=True,
+            message=self._t("erp.product_linked", sku=sku, remote_id=remote_id, channel=channel),
+            details={"product_id": product_id, "remote_id": remote_id, "queued": queued},
+        )
+
+    async def unlink_product(self, sku: str, channel: str) -> ActionResult:
+        """Forget the SKU's binding on the channel (nothing is deleted there). Its next push links it
+        by the configured key again, or creates it: unlink to let a corrected listing be found."""
+        product_id = await self._product_id(sku)
+        async with self.db.write() as conn:
+            remote = (await bindings.remote_ids(conn, channel, "product", [product_id])).get(product_id)
+            if remote is None or not await bindings.delete_binding(conn, channel, "product", product_id):
+                raise KeyError(self._t("erp.not_linked", sku=sku, channel=channel))
+        log.info("product.unlinked", channel=channel, entity="product", entity_id=str(product_id),
+                 remote_id=remote, sku=sku, by="operator")  # fmt: skip
+        return ActionResult(
+            ok=True,
+            message=self._t("erp.product_unlinked", sku=sku, remote_id=remote, channel=channel),
+            details={"product_id": product_id, "remote_id": remote},
         )
 
     async def retry_outbox(self, ids: list[int] | None, channel: str | None) -> ActionResult:

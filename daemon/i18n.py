@@ -159,6 +159,12 @@ MESSAGES: dict[Locale, dict[str, str]] = {
         "erp.invoice_added": "NF-e {number}/{series} attached to order {order} on {channel}",
         "erp.tracking_added": "tracking {code} added to order {order} on {channel}",
         "erp.stock_queued": "{sku}: stock queued for {channels}",
+        "erp.product_linked": "{sku}: linked to {remote_id} on {channel}; product, stock and price queued",
+        "erp.product_unlinked": (
+            "{sku}: unlinked from {remote_id} on {channel}; its next push links it by key again or creates it"
+        ),
+        "erp.not_linked": "{sku} is not linked on {channel}",
+        "erp.empty_remote_id": "the channel's product id is empty",
         "erp.no_channel": "no channel",
         "erp.retry_queued": "{count} item(s) queued again",
         "erp.failure_dismissed": "import failure {id} dismissed",
@@ -298,6 +304,13 @@ MESSAGES: dict[Locale, dict[str, str]] = {
         "erp.invoice_added": "NF-e {number}/{series} vinculada ao pedido {order} em {channel}",
         "erp.tracking_added": "rastreio {code} adicionado ao pedido {order} em {channel}",
         "erp.stock_queued": "{sku}: estoque na fila para {channels}",
+        "erp.product_linked": "{sku}: vinculado a {remote_id} em {channel}; produto, estoque e preço na fila",
+        "erp.product_unlinked": (
+            "{sku}: desvinculado de {remote_id} em {channel}; "
+            "o próximo envio vincula pela chave de novo ou cria"
+        ),
+        "erp.not_linked": "{sku} não está vinculado em {channel}",
+        "erp.empty_remote_id": "o id do produto no canal está vazio",
         "erp.no_channel": "nenhum canal",
         "erp.retry_queued": "{count} item(ns) na fila novamente",
         "erp.failure_dismissed": "falha de importação {id} descartada",

@@ -33,6 +33,8 @@ from daemon.controlapi.wire import (
     OutboxRetryRequest,
     PriceSetRequest,
     Problems,
+    ProductLinkRequest,
+    ProductUnlinkRequest,
     StockMoveRequest,
     StockSetRequest,
     TrackingAddRequest,
@@ -305,6 +307,14 @@ class ControlClient:
 
     async def push_stock(self, sku: str) -> ActionResult:
         return await self._action(f"/products/{quote(sku, safe='')}/push-stock")
+
+    async def link_product(self, sku: str, channel: str, remote_id: str) -> ActionResult:
+        body = _body(ProductLinkRequest, channel=channel, remote_id=remote_id)
+        return await self._action(f"/products/{quote(sku, safe='')}/link", body=body)
+
+    async def unlink_product(self, sku: str, channel: str) -> ActionResult:
+        body = _body(ProductUnlinkRequest, channel=channel)
+        return await self._action(f"/products/{quote(sku, safe='')}/unlink", body=body)
 
     async def stock_set(self, sku: str, warehouse: str | None, quantity: int) -> ActionResult:
         body = _body(StockSetRequest, sku=sku, warehouse=warehouse, quantity=quantity)

@@ -83,6 +83,15 @@ class Runtime(Protocol):
 
     async def retry_outbox(self, ids: list[int] | None, channel: str | None) -> ActionResult: ...
 
+    async def link_product(self, sku: str, channel: str, remote_id: str) -> ActionResult:
+        """Bind the SKU to the channel's product by hand (KeyError: unknown SKU or channel;
+        ValueError: the remote id is empty or bound to another product)."""
+        ...
+
+    async def unlink_product(self, sku: str, channel: str) -> ActionResult:
+        """Forget the SKU's binding on the channel (KeyError: unknown, or not linked there)."""
+        ...
+
     async def explain(self, channel: str, entity: str, sku: str) -> dict[str, Any]:
         """How the last pushed value of ``entity`` (stock | price) for ``sku`` was computed."""
         ...

@@ -38,6 +38,8 @@ from daemon.controlapi.wire import (
     OutboxRetryRequest,
     OutboxState,
     PriceSetRequest,
+    ProductLinkRequest,
+    ProductUnlinkRequest,
     StockMoveRequest,
     StockSetRequest,
     TrackingAddRequest,
@@ -364,6 +366,8 @@ class ControlServer:
         post("/outbox/retry", self._retry_outbox)
         post("/import-failures/{id}/dismiss", self._dismiss)
         post("/products/{sku}/push-stock", self._push_stock)
+        post("/products/{sku}/link", self._link_product)
+        post("/products/{sku}/unlink", self._unlink_product)
         post("/products/import", self._import_products)
         post("/stock/set", self._stock_set)
         post("/stock/move", self._stock_move)
@@ -575,6 +579,17 @@ class ControlServer:
     async def _push_stock(self, request: web.Request) -> web.Response:
         _check_params(request, ())
         return self._json(await self.runtime.push_stock(request.match_info["sku"]))
+
+    async def _link_product(self, request: web.Request) -> web.Response:
+        _check_params(request, ())
+        body = await _json_body(request, ProductLinkRequest)
+        sku = request.match_info["sku"]
+        return self._json(await self.runtime.link_product(sku, body.channel, body.remote_id))
+
+    async def _unlink_product(self, request: web.Request) -> web.Response:
+        _check_params(request, ())
+        body = await _json_body(request, ProductUnlinkRequest)
+        return self._json(await self.runtime.unlink_product(request.match_info["sku"], body.channel))
 
     async def _import_products(self, request: web.Request) -> web.Response:
         _check_params(request, ())

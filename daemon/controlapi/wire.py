@@ -180,6 +180,15 @@ class OutboxRetryRequest(WireModel):
     channel: str | None = None
 
 
+class ProductLinkRequest(WireModel):
+    channel: str = Field(min_length=1)
+    remote_id: str = Field(min_length=1)
+
+
+class ProductUnlinkRequest(WireModel):
+    channel: str = Field(min_length=1)
+
+
 class StockSetRequest(WireModel):
     sku: str = Field(min_length=1)
     warehouse: str | None = None

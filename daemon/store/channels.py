@@ -77,17 +77,23 @@ async def set_holds(conn: aiosqlite.Connection, holds: Mapping[str, Iterable[str
         )
 
 
-async def queue_full_push(conn: aiosqlite.Connection, channel: str) -> int:
-    """Queue product, stock and price for every sync-enabled product on one channel."""
+async def queue_full_push(
+    conn: aiosqlite.Connection, channel: str, product_ids: Iterable[int] | None = None
+) -> int:
+    """Queue product, stock and price for every sync-enabled product on one channel (or only for
+    ``product_ids``: a product just linked by hand)."""
+    only = "" if product_ids is None else "AND p.id IN (SELECT value FROM json_each(?)) "
+    params: tuple[object, ...] = (channel,) if product_ids is None else (channel, json_list(product_ids))
     async with transaction(conn):
         cursor = await conn.execute(
             "INSERT INTO outbox (channel, entity, entity_id) "
             "SELECT ?, e.entity, p.id FROM products p "
             "JOIN (SELECT 'product' AS entity UNION ALL SELECT 'stock' UNION ALL SELECT 'price') e "
             "WHERE p.sync_enabled "
-            "AND (e.entity <> 'price' OR EXISTS (SELECT 1 FROM prices pr WHERE pr.product_id = p.id))"
+            + only
+            + "AND (e.entity <> 'price' OR EXISTS (SELECT 1 FROM prices pr WHERE pr.product_id = p.id))"
             + ENQUEUE_CONFLICT,
-            (channel,),
+            params,
         )
     return max(cursor.rowcount, 0)
 

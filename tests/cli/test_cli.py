@@ -157,6 +157,15 @@ def test_parsing_commands() -> None:
     )
     assert (args.channel, args.order, args.number, args.key) == ("loja", "1001", "7", "K")
     assert parse("explain", "loja", "SKU-1").entity == "stock"
+    args = parse("product", "link", "SKU-1", "loja", "10042")
+    assert (args.handler, args.sku, args.channel, args.remote_id) == (
+        cli.cmd_product_link,
+        "SKU-1",
+        "loja",
+        "10042",
+    )
+    args = parse("product", "unlink", "SKU-1", "loja")
+    assert (args.handler, args.sku, args.channel) == (cli.cmd_product_unlink, "SKU-1", "loja")
     assert parse("--socket", "/tmp/x.sock", "tui").socket == "/tmp/x.sock"
 
 
@@ -169,6 +178,7 @@ def test_parsing_commands() -> None:
         ["outbox", "retry", "x1"],
         ["logs", "--level", "loud"],
         ["explain", "loja", "SKU", "--entity", "colour"],
+        ["product", "link", "SKU", "loja"],  # the remote id is required
     ],
 )
 def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

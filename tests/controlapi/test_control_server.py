@@ -147,6 +147,16 @@ class FakeRuntime:
             raise KeyError(f"unknown SKU {sku!r}")
         return self._ok("push_stock", sku)
 
+    async def link_product(self, sku: str, channel: str, remote_id: str) -> ActionResult:
+        self._check(channel, None)
+        if remote_id == "TAKEN":
+            raise ValueError("'TAKEN' is already bound to local id 9")
+        return self._ok("link_product", sku, channel, remote_id)
+
+    async def unlink_product(self, sku: str, channel: str) -> ActionResult:
+        self._check(channel, None)
+        return self._ok("unlink_product", sku, channel)
+
     async def retry_outbox(self, ids: list[int] | None, channel: str | None) -> ActionResult:
         self._check(channel, None)
         return self._ok("retry_outbox", ids, channel)
@@ -564,6 +574,23 @@ async def test_outbox_retry_dismiss_and_push_stock(client: ControlClient, runtim
     with pytest.raises(ControlError) as info:
         await client.push_stock("NOPE")
     assert (info.value.status, info.value.message) == (404, "unknown SKU 'NOPE'")
+
+
+async def test_link_and_unlink_a_product(client: ControlClient, runtime: FakeRuntime) -> None:
+    await client.link_product("CAM/01 azul", "loja", "10042")
+    await client.unlink_product("CAM/01 azul", "loja")
+    assert runtime.calls == [
+        ("link_product", ("CAM/01 azul", "loja", "10042")),
+        ("unlink_product", ("CAM/01 azul", "loja")),
+    ]
+    with pytest.raises(ControlError) as info:
+        await client.link_product("SKU1", "nope", "1")
+    assert info.value.status == 404 and "unknown channel 'nope'" in info.value.message
+    with pytest.raises(ControlError) as info:
+        await client.link_product("SKU1", "loja", "TAKEN")
+    assert info.value.status == 400 and "already bound" in info.value.message
+    with pytest.raises(ControlError, match="remote_id"):
+        await client.link_product("SKU1", "loja", "")
 
 
 async def test_stock_and_prices(client: ControlClient, runtime: FakeRuntime) -> None:

@@ -12,9 +12,11 @@ import pytest
 
 from channels.models import FlowName, PushResult, StockPush
 from daemon.clock import SYSTEM_CLOCK
+from daemon.erp import ErpService
 from daemon.flows.runner import FlowTiming
 from daemon.store import bindings, catalog, channels, import_failures, orders, outbox, stock
 from daemon.store._products import id_for_sku
+from daemon.store.errors import BindingConflict
 from tests.daemon.conftest import World
 
 
@@ -299,3 +301,41 @@ async def test_an_unlinked_product_with_nothing_queued_is_queued_for_the_product
     # get their stock queued again once linked.
     await world.drain(FlowName.PRODUCTS)
     assert (await world.run(FlowName.STOCK)).done == 2
+
+
+async def test_an_operator_links_a_product_by_hand_and_unlinks_it(world: World) -> None:
+    """`product link` binds a SKU to the listing the operator names (the automatic link by key found
+    nothing there) and queues what the channel must hear; `product unlink` forgets the binding, and
+    the next push finds the product by its key again. Refusals name what is wrong."""
+    erp = ErpService(world.db, SYSTEM_CLOCK, locale="en")
+    sim_products = world.sim.state()["products"]
+    first, second = sim_products[0], sim_products[1]
+    async with world.db.write() as conn:  # the ERP names this product differently: no automatic link
+        await conn.execute("UPDATE products SET sku = 'ERP-ONLY' WHERE sku = ?", (first["sku"],))
+        pid = await id_for_sku(conn, "ERP-ONLY")
+        await conn.execute("DELETE FROM outbox")
+    result = await erp.link_product("ERP-ONLY", "loja", f" {first['id']} ")
+    assert result.ok and result.details["remote_id"] == str(first["id"])
+    async with world.db.read() as conn:
+        assert await bindings.remote_ids(conn, "loja", "product", [pid]) == {pid: str(first["id"])}
+    assert await outbox_states(world, "stock") == {"pending": 1}
+    await world.run(FlowName.STOCK)
+    assert world.sim_stock(first["sku"]) == 5  # pushed to the listing named by hand
+
+    with pytest.raises(BindingConflict, match="already bound"):
+        await erp.link_product(second["sku"], "loja", str(first["id"]))
+    with pytest.raises(ValueError, match="empty"):
+        await erp.link_product(second["sku"], "loja", "  ")
+    with pytest.raises(KeyError, match="NOPE"):
+        await erp.link_product("NOPE", "loja", "1")
+
+    result = await erp.unlink_product("ERP-ONLY", "loja")
+    assert result.details["remote_id"] == str(first["id"])
+    with pytest.raises(KeyError, match="not linked"):
+        await erp.unlink_product("ERP-ONLY", "loja")
+    async with world.db.write() as conn:  # the SKUs agree again: the next push links by key
+        await conn.execute("UPDATE products SET sku = ? WHERE id = ?", (first["sku"], pid))
+    await erp.push_stock(first["sku"], ["loja"])
+    await world.run(FlowName.STOCK)
+    async with world.db.read() as conn:
+        assert await bindings.remote_ids(conn, "loja", "product", [pid]) == {pid: str(first["id"])}

@@ -367,6 +367,14 @@ class FakeRuntime:
         self.stock_pushes.append(sku)
         return ActionResult(ok=True, message=f"stock of {sku} queued for 3 channels")
 
+    async def link_product(self, sku: str, channel: str, remote_id: str) -> ActionResult:
+        self._act("link_product", sku, channel, remote_id)
+        return ActionResult(ok=True, message=f"{sku} linked to {remote_id} on {channel}")
+
+    async def unlink_product(self, sku: str, channel: str) -> ActionResult:
+        self._act("unlink_product", sku, channel)
+        return ActionResult(ok=True, message=f"{sku} unlinked on {channel}")
+
     async def retry_outbox(self, ids: list[int] | None, channel: str | None) -> ActionResult:
         self._act("retry_outbox", ids, channel)
         retried = 0
