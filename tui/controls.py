@@ -57,6 +57,12 @@ class Controls:
     async def push_stock(self, sku: str) -> ActionResult | None:
         return await self._act(self._tr("Push stock of {sku}", sku=sku), lambda c: c.push_stock(sku))
 
+    async def link_product(self, sku: str, channel: str, remote_id: str) -> ActionResult | None:
+        return await self._act(
+            self._tr("Link {sku} on {channel}", sku=sku, channel=channel),
+            lambda c: c.link_product(sku, channel, remote_id),
+        )
+
     async def retry_outbox(self, ids: list[int] | None = None) -> ActionResult | None:
         if ids is not None and len(ids) == 1:
             label = self._tr("Retry outbox item {id}", id=ids[0])

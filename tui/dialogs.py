@@ -13,25 +13,27 @@ from textual.widgets import Button, Input, Label, Static
 from tui.ui import Ui, localize_bindings
 
 
-class SkuDialog(ModalScreen[str | None]):
-    """Asks for the SKU whose stock should be pushed now; returns it trimmed, or None."""
+class AskDialog(ModalScreen[str | None]):
+    """Asks for one line of text; returns it trimmed, or None. ``title``, ``placeholder``, ``action``
+    and ``missing`` (said when the line is empty) come translated."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, ui: Ui) -> None:
+    def __init__(self, ui: Ui, *, title: str, placeholder: str, action: str, missing: str) -> None:
         super().__init__()
         self.ui = ui
+        self.texts = (title, placeholder, action, missing)
         localize_bindings(self, ui.tr)
 
     def compose(self) -> ComposeResult:
-        tr = self.ui.tr
-        with Vertical(id="sku-dialog", classes="dialog"):
-            yield Label(tr("Push one product's stock now"), classes="dialog-title")
-            yield Input(id="sku", placeholder=tr("SKU"))
-            yield Static(id="sku-error", classes="dialog-error")
+        title, placeholder, action, _ = self.texts
+        with Vertical(id="ask-dialog", classes="dialog"):
+            yield Label(title, classes="dialog-title")
+            yield Input(id="answer", placeholder=placeholder)
+            yield Static(id="answer-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
-                yield Button(tr("Push"), id="push", variant="primary")
-                yield Button(tr("Cancel"), id="cancel")
+                yield Button(action, id="push", variant="primary")
+                yield Button(self.ui.tr("Cancel"), id="cancel")
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
@@ -49,11 +51,39 @@ class SkuDialog(ModalScreen[str | None]):
         self.dismiss(None)
 
     def _submit(self) -> None:
-        sku = self.query_one(Input).value.strip()
-        if not sku:
-            self.query_one("#sku-error", Static).update(self.ui.tr("Type a SKU."))
+        answer = self.query_one(Input).value.strip()
+        if not answer:
+            self.query_one("#answer-error", Static).update(self.texts[3])
             return
-        self.dismiss(sku)
+        self.dismiss(answer)
+
+
+class SkuDialog(AskDialog):
+    """Asks for the SKU whose stock should be pushed now."""
+
+    def __init__(self, ui: Ui) -> None:
+        tr = ui.tr
+        super().__init__(
+            ui,
+            title=tr("Push one product's stock now"),
+            placeholder=tr("SKU"),
+            action=tr("Push"),
+            missing=tr("Type a SKU."),
+        )
+
+
+class LinkDialog(AskDialog):
+    """Asks for the channel's product id a never-integrated product should be linked to."""
+
+    def __init__(self, ui: Ui, sku: str, channel: str) -> None:
+        tr = ui.tr
+        super().__init__(
+            ui,
+            title=tr("Link {sku} on {channel} to the product id", sku=sku, channel=channel),
+            placeholder=tr("the channel's product id"),
+            action=tr("Link"),
+            missing=tr("Type the channel's product id."),
+        )
 
 
 class ConfirmDialog(ModalScreen[bool]):

@@ -112,6 +112,15 @@ _PT: dict[str, str] = {
     "Push": "Enviar",
     "Cancel": "Cancelar",
     "Type a SKU.": "Digite um SKU.",
+    "Link {sku} on {channel} to the product id": "Vincular {sku} em {channel} ao id do produto",
+    "the channel's product id": "id do produto no canal",
+    "Link": "Vincular",
+    "Type the channel's product id.": "Digite o id do produto no canal.",
+    "Link by hand": "Vincular à mão",
+    "Link {sku} on {channel}": "Vincular {sku} em {channel}",
+    "Only never-integrated products can be linked by hand.": (
+        "Só produtos nunca integrados podem ser vinculados à mão."
+    ),
     # log view
     "Time": "Hora",
     "Level": "Nível",
@@ -213,6 +222,9 @@ _PT: dict[str, str] = {
     "Retry the selected outbox item": "Reenviar o item selecionado da fila",
     "Retry every failed or parked item": "Reenviar todos os itens com falha ou estacionados",
     "Dismiss the selected import failure": "Descartar a falha de importação selecionada",
+    "Link the selected never-integrated product by hand": (
+        "Vincular à mão o produto nunca integrado selecionado"
+    ),
 }
 
 CATALOGS: Mapping[str, Mapping[str, str]] = {PT_BR: _PT, EN: {}}

@@ -50,6 +50,7 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("r", "Retry the selected outbox item"),
             ("R", "Retry every failed or parked item"),
             ("d", "Dismiss the selected import failure"),
+            ("l", "Link the selected never-integrated product by hand"),
             ("f5", "Refresh"),
         ),
     ),

@@ -22,7 +22,7 @@ from daemon.controlapi.wire import ImportFailure, NeverIntegrated, OutboxItem, P
 from tui.channel_table import Target
 from tui.connection import Connection, describe_error
 from tui.controls import Controls
-from tui.dialogs import ConfirmDialog
+from tui.dialogs import ConfirmDialog, LinkDialog
 from tui.ui import Tone, Ui, localize_bindings, one_line, spawn
 
 COLUMNS: tuple[tuple[str, str, int | None], ...] = (
@@ -74,6 +74,7 @@ class ProblemsView(Vertical):
         Binding("r", "retry", "Retry"),
         Binding("R", "retry_all", "Retry all"),
         Binding("d", "dismiss", "Dismiss"),
+        Binding("l", "link", "Link by hand", show=False),
         Binding("f5", "refresh", "Refresh", show=False),
     ]
 
@@ -236,6 +237,22 @@ class ProblemsView(Vertical):
         self.app.push_screen(
             ConfirmDialog(self.ui, self.ui.tr("Retry all failed and parked outbox items?")), answered
         )
+
+    def action_link(self) -> None:
+        """A never-integrated product: ask for the channel's product id and link it to that."""
+        problem = self.selected
+        if problem is None or not isinstance(problem.item, NeverIntegrated):
+            message = self.ui.tr("Only never-integrated products can be linked by hand.")
+            self.notify(message, severity="warning")
+            return
+        product = problem.item
+
+        def chosen(remote_id: str | None) -> None:
+            if remote_id:
+                link = partial(self.controls.link_product, product.sku, product.channel, remote_id)
+                spawn(self, link, group="actions")
+
+        self.app.push_screen(LinkDialog(self.ui, product.sku, product.channel), chosen)
 
     def action_dismiss(self) -> None:
         problem = self.selected

@@ -15,7 +15,7 @@ from daemon.controlapi.wire import ParcelProblem
 from tests.tui.fake_runtime import T0, FakeRuntime
 from tests.tui.tui_support import go_to_row, loaded, make_app, screen_text, wait_for_toast, wait_until
 from tui.app import StoresyncApp
-from tui.dialogs import ConfirmDialog, SkuDialog
+from tui.dialogs import ConfirmDialog, LinkDialog, SkuDialog
 from tui.screen_help import HelpScreen
 
 pytestmark = pytest.mark.usefixtures("server")
@@ -338,3 +338,21 @@ async def test_a_parcel_that_came_back_is_listed_with_the_carriers_words(
         await pilot.press("r")  # nothing to re-send: the carrier is asked again on its own schedule
         await wait_for_toast(pilot, app, "próxima execução de rastreio")
     assert runtime.sync_requests == [] and runtime.calls == []
+
+
+async def test_link_a_never_integrated_product_by_hand(socket_path: Path, runtime: FakeRuntime) -> None:
+    app = make_app(socket_path)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_until(pilot, lambda: loaded(app))
+        await pilot.press("3")
+        await go_to_row(pilot, "problems-table", "import:5")
+        await pilot.press("l")  # not a never-integrated product: explained, nothing asked
+        await wait_for_toast(pilot, app, "Só produtos nunca integrados podem ser vinculados à mão.")
+        await go_to_row(pilot, "problems-table", "never:vtex:7")
+        await pilot.press("l")
+        await wait_until(pilot, lambda: isinstance(app.screen, LinkDialog))
+        await pilot.press("enter")  # empty: said so, the dialog stays
+        assert isinstance(app.screen, LinkDialog)
+        await pilot.press(*"MLB-4242", "enter")
+        await wait_until(pilot, lambda: bool(runtime.calls))
+    assert runtime.calls == [("link_product", ("KIT-PRESENTE", "vtex", "MLB-4242"))]
