@@ -27,7 +27,7 @@ from yarl import URL
 
 from channels.base import AuthError, ChannelError, PermanentError, RateLimited, TransientError
 from channels.models import ChannelContext, Priority
-from channels.ratelimit import RateLimiter
+from channels.ratelimit import FLOW_LIMITER, RateLimiter
 from daemon.clock import Clock
 
 Expect = Literal["json", "none", "text"]
@@ -338,7 +338,10 @@ class HttpClient:
         where = f"{method} {url.path}"
         attempt = 0
         refreshed = False
+        flow_limiter = FLOW_LIMITER.get()
         while True:
+            if flow_limiter is not None:
+                await flow_limiter.acquire(priority)
             await self.limiter.acquire(priority)
             try:
                 return await self._attempt(

@@ -21,6 +21,7 @@ import heapq
 import itertools
 import math
 from collections import deque
+from contextvars import ContextVar
 
 from channels.models import Priority
 from daemon.clock import Clock
@@ -242,3 +243,8 @@ class RateLimiter:
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+FLOW_LIMITER: ContextVar[RateLimiter | None] = ContextVar("storesync_flow_limiter", default=None)
+"""The running flow's own cap (a flow's ``rate_limit``), set by the daemon's flow runner for its
+runs: ``HttpClient`` takes a token from it, then one from the channel's shared limiter."""

@@ -67,7 +67,11 @@ def channel_config(name: str, channel: ChannelSettings, settings: Settings) -> C
     """Translate one channel's settings into what the flows use."""
     effective = channel.effective(settings.defaults)
     flows = {
-        flow: FlowTiming(interval=flow_settings.interval, batch_size=flow_settings.batch_size)
+        flow: FlowTiming(
+            interval=flow_settings.interval,
+            batch_size=flow_settings.batch_size,
+            rate_limit=flow_settings.rate_limit,
+        )
         for flow, flow_settings in channel.active_flows().items()
     }
     return ChannelConfig(

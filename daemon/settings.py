@@ -287,6 +287,9 @@ class FlowSettings(_Section):
     enabled: bool = True
     interval: PositiveDuration = 300.0
     batch_size: int = Field(50, ge=1)
+    rate_limit: RatePerMinute | None = None
+    """This flow's own cap ("20/min"), within the channel's ``rate_limit`` that all its flows share
+    by priority; none by default."""
 
     @classmethod
     def default_for(cls, flow: FlowName, *, enabled: bool = True) -> FlowSettings:

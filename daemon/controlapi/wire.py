@@ -23,6 +23,8 @@ class FlowStatus(WireModel):
     enabled: bool = True
     interval_seconds: float
     batch_size: int
+    rate_limit_per_minute: float | None = None
+    """The flow's own cap within the channel's budget, if it has one."""
     last_run_at: datetime | None = None
     last_ok_at: datetime | None = None
     next_run_at: datetime | None = None

@@ -9,6 +9,7 @@ channel's shared health decides when the circuit opens or the channel needs new 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import uuid
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import structlog
 
 from channels.base import AuthError, RateLimited
 from channels.models import FlowName
+from channels.ratelimit import FLOW_LIMITER, RateLimiter
 from daemon.clock import Clock
 from daemon.controlapi.wire import FlowState, FlowStatus
 from daemon.health import ChannelHealth
@@ -66,6 +68,8 @@ class FlowTiming:
     interval: float
     batch_size: int
     enabled: bool = True
+    rate_limit: float | None = None
+    """Requests per minute this flow may make, within the channel's shared budget (None: no cap)."""
 
 
 class FlowRunner:
@@ -108,6 +112,9 @@ class FlowRunner:
         self._last_sweep_mono: float | None = None
         self.on_items: Callable[[int], None] | None = None
         """Told how many items each successful run synced (the channel's per-minute figures)."""
+        self.limiter: RateLimiter | None = None
+        """The flow's own cap (``timing.rate_limit``), taken before the channel's budget."""
+        self._configure_limiter(timing)
 
     # --- requests from outside -------------------------------------------------------------------
 
@@ -119,9 +126,18 @@ class FlowRunner:
 
     def reconfigure(self, timing: FlowTiming) -> None:
         self.timing = timing
+        self._configure_limiter(timing)
         if not timing.enabled:
             self.state = "disabled"
         self.wake.set()
+
+    def _configure_limiter(self, timing: FlowTiming) -> None:
+        if timing.rate_limit is None:
+            self.limiter = None  # a run waiting on the old cap is still served by it, then it idles
+        elif self.limiter is None:
+            self.limiter = RateLimiter(timing.rate_limit, 0, self.clock)
+        elif not math.isclose(self.limiter.per_minute, timing.rate_limit):
+            self.limiter.reconfigure(timing.rate_limit, 0)
 
     @property
     def running(self) -> bool:
@@ -134,6 +150,8 @@ class FlowRunner:
         try:
             await self._run_loop(stop)
         finally:
+            if self.limiter is not None:
+                await self.limiter.aclose()
             drain = getattr(self.job, "drain", None)
             if drain is not None:
                 try:
@@ -204,6 +222,8 @@ class FlowRunner:
             sweep=self._interval_due(),
             pipeline=True,
         )
+        # The job's requests (and the tasks it starts, which copy this task's context) see the cap.
+        FLOW_LIMITER.set(self.limiter)
         try:
             result = await self.job.run_once(context)
         except AuthError as exc:
@@ -307,6 +327,7 @@ class FlowRunner:
             enabled=self.timing.enabled,
             interval_seconds=self.timing.interval,
             batch_size=self.timing.batch_size,
+            rate_limit_per_minute=self.timing.rate_limit,
             last_run_at=self.last_run_at,
             last_ok_at=self.last_ok_at,
             next_run_at=next_run_at,

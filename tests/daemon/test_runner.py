@@ -7,12 +7,14 @@ import random
 from collections.abc import Awaitable, Callable
 
 import pytest
+from aioresponses import aioresponses
 
 from channels.base import AuthError, RateLimited, TransientError
-from channels.models import FlowName
+from channels.models import FlowName, Priority
 from daemon.clock import FakeClock
 from daemon.flows.runner import FlowRunner, FlowTiming, RunContext, RunResult
 from daemon.health import ChannelHealth
+from tests.channels.channel_support import MOCK, ClientPool, make_context, wait_until
 
 
 class ScriptedJob:
@@ -256,3 +258,56 @@ async def test_outage_is_logged_once_and_recovery_once(capsys: pytest.CaptureFix
     events = [entry["event"] for entry in captured]
     assert events == ["channel.down", "channel.recovered"]
     assert captured[1]["down_seconds"] == 90.0
+
+
+async def test_a_flow_rate_limit_caps_that_flows_requests_within_the_channels_budget() -> None:
+    """``flows.<flow>.rate_limit``: the runner hands its own limiter to the requests its run makes
+    (tasks the run starts too), taken before the channel's shared budget; other work of the same
+    channel is not held by it."""
+    clock = FakeClock()
+    pool = ClientPool()
+    http = pool(make_context(MOCK, rate_limit_per_minute=6000), clock)
+
+    class Pusher:
+        async def run_once(self, run: RunContext) -> RunResult:
+            await asyncio.gather(
+                *(http.request("PUT", f"/v1/x/{i}", priority=Priority.STOCK, json={}) for i in range(3))
+            )
+            return RunResult(done=3)
+
+    health = ChannelHealth("loja", clock, breaker_failures=3, breaker_cooldown=120.0)
+    timing = FlowTiming(3600, 10, rate_limit=10)  # a token every 6 s, a burst of one
+    runner = FlowRunner("loja", FlowName.STOCK, timing, Pusher(), health, clock, rng=random.Random(1))
+    assert runner.status().rate_limit_per_minute == 10
+
+    def sent() -> int:
+        return sum(len(calls) for calls in mocked.requests.values())
+
+    try:
+        with aioresponses() as mocked:
+            for i in range(3):
+                mocked.put(f"{MOCK}/v1/x/{i}", payload={})
+            mocked.get(f"{MOCK}/v1/other", payload={})
+
+            async def body(stop: asyncio.Event) -> None:
+                assert runner.limiter is not None
+                limiter = runner.limiter
+                await wait_until(lambda: limiter.waiting == 2)
+                assert sent() == 1
+                # The channel's other work (no cap of its own) is not held by this flow's cap.
+                await asyncio.wait_for(http.request("GET", "/v1/other", priority=Priority.ORDERS), 1)
+                clock.advance(6)
+                await wait_until(lambda: sent() == 3 and limiter.waiting == 1)
+                clock.advance(6)
+                await wait_until(lambda: sent() == 4)
+                await runner_done(runner)
+
+            await running(runner, body)
+    finally:
+        await pool.aclose()
+    runner.reconfigure(FlowTiming(3600, 10, rate_limit=None))
+    assert runner.limiter is None and runner.status().rate_limit_per_minute is None
+
+
+async def runner_done(runner: FlowRunner) -> None:
+    await wait_until(lambda: runner.items_done == 3)

@@ -511,6 +511,18 @@ def test_exit_on_error_prints_header_and_lines_and_exits_2() -> None:
     assert out.getvalue().startswith("/etc/storesync/settings.toml: 2 problema(s) nas configurações:")
 
 
+def test_a_flow_may_have_its_own_rate_limit(tmp_path: Path, registry: SecretRegistry) -> None:
+    path = write(tmp_path, CHANNEL + '[channels.loja.flows.products]\nrate_limit = "20/min"\n')
+    settings = load(path, registry)
+    config = channel_config("loja", settings.channels["loja"], settings)
+    assert config.flows[FlowName.PRODUCTS].rate_limit == 20.0
+    assert config.flows[FlowName.ORDERS].rate_limit is None  # none unless asked for
+    write(tmp_path, CHANNEL + '[channels.loja.flows.products]\nrate_limit = "fast"\n')
+    assert problems_of(path, registry) == [
+        'channels.loja.flows.products.rate_limit: expected like "100/min", "5/s" or "3000/h", got "fast"'
+    ]
+
+
 def test_channel_holds_stock_in_defaults_to_none_and_reaches_the_flows(
     tmp_path: Path, registry: SecretRegistry
 ) -> None:
