@@ -618,6 +618,27 @@ def cmd_tracking_add(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_tracking_show(args: argparse.Namespace) -> int:
+    async def work(client: ControlClient) -> int:
+        parcels = await client.order_parcels(args.channel, args.order)
+        if args.json:
+            _out(json.dumps([p.model_dump(mode="json") for p in parcels], indent=2, ensure_ascii=False))
+        elif not parcels:
+            _out(_t("cli.no_parcels", order=args.order, channel=args.channel))
+        else:
+            rows = [
+                [p.carrier, p.tracking_code, _word("parcel_state", p.status), _local(p.since),
+                 _local(p.checked_at), _short(p.event, 70)]
+                for p in parcels
+            ]  # fmt: skip
+            columns = ("carrier", "code", "state", "since", "checked", "event")
+            for line in _table([_t(f"cli.col.{c}") for c in columns], rows):
+                _out(line)
+        return EXIT_OK
+
+    return _with_client(args, work)
+
+
 def cmd_outbox_list(args: argparse.Namespace) -> int:
     async def work(client: ControlClient) -> int:
         items = await client.outbox(
@@ -847,6 +868,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--code", required=True)
     p.add_argument("--carrier")
     p.add_argument("--url")
+    p = command("show", cmd_tracking_show, "an order's parcels, as the carrier last described them", tracking)
+    p.add_argument("channel", metavar="CHANNEL")
+    p.add_argument("order", metavar="ORDER")
 
     outbox = command("outbox", _needs_subcommand, "changes waiting to go out").add_subparsers(
         dest="outbox_command", metavar="ACTION"

@@ -25,7 +25,7 @@ from daemon.controlapi.wire import (
     NeverIntegrated,
     OutboxItem,
     OutboxState,
-    ParcelProblem,
+    Parcel,
     Problems,
 )
 from daemon.statedb import StateDB
@@ -241,6 +241,16 @@ class ErpService:
             },
         )
 
+    async def order_parcels(self, channel: str, order_number: str) -> list[Parcel]:
+        """The order's parcels as the carrier last described them (KeyError: no such order)."""
+        try:
+            async with self.db.read() as conn:
+                order_id = await orders.resolve_order_id(conn, (channel, order_number))
+                records = await shipments.of_order(conn, order_id)
+        except NotFoundError:
+            raise KeyError(self._t("erp.no_order", order=repr(order_number), channel=repr(channel))) from None
+        return [_wire_parcel(r, self.clock.now()) for r in records]
+
     async def push_stock(self, sku: str, channels: list[str]) -> ActionResult:
         product_id = await self._product_id(sku)
         async with self.db.write() as conn:
@@ -363,7 +373,7 @@ class ErpService:
                 NeverIntegrated(channel=n.channel, product_id=n.product_id, sku=n.sku, name=n.name)
                 for n in never
             ],
-            parcels=[ParcelProblem(**{**asdict(p), "since": p.since or now}) for p in parcels],
+            parcels=[_wire_parcel(p, now) for p in parcels],
         )
 
     async def explain(self, channel: str, entity: str, sku: str) -> dict[str, Any]:
@@ -394,3 +404,7 @@ class ErpService:
 def _text(value: Decimal | None) -> str | None:
     """Decimals travel as strings in ``details``: exact, and JSON has no decimal type."""
     return None if value is None else str(value)
+
+
+def _wire_parcel(record: shipments.ParcelRecord, now: datetime) -> Parcel:
+    return Parcel(**{**asdict(record), "since": record.since or now})

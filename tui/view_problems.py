@@ -18,7 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from daemon.controlapi.wire import ImportFailure, NeverIntegrated, OutboxItem, ParcelProblem, Problems
+from daemon.controlapi.wire import ImportFailure, NeverIntegrated, OutboxItem, Parcel, Problems
 from tui.channel_table import Target
 from tui.connection import Connection, describe_error
 from tui.controls import Controls
@@ -41,7 +41,7 @@ PULL_FLOW_OF_ENTITY = {"order": "orders", "ticket": "tickets", "tracking": "trac
 class Problem:
     kind: str
     channel: str
-    item: OutboxItem | ImportFailure | NeverIntegrated | ParcelProblem
+    item: OutboxItem | ImportFailure | NeverIntegrated | Parcel
 
     @property
     def error(self) -> str:
@@ -50,7 +50,7 @@ class Problem:
             return item.last_error or ""
         if isinstance(item, ImportFailure):
             return item.error
-        if isinstance(item, ParcelProblem):
+        if isinstance(item, Parcel):
             return item.event or ""
         return ""
 
@@ -179,7 +179,7 @@ class ProblemsView(Vertical):
             label = f"{item.entity} {item.remote_id}"
             state, attempts, when = item.state, str(item.attempts), item.last_seen_at
             state_tone = "error"
-        elif isinstance(item, ParcelProblem):
+        elif isinstance(item, Parcel):
             label = tr("order {number} · {code}", number=item.order_number, code=item.tracking_code)
             state, when = item.status, item.since
             state_tone = "warning"
@@ -224,7 +224,7 @@ class ProblemsView(Vertical):
             # Import failures are retried on the pull flow's next pass: run that pass now.
             flow = PULL_FLOW_OF_ENTITY.get(item.entity, f"{item.entity}s")
             spawn(self, partial(self.controls.sync, Target(item.channel, flow)), group="actions")
-        elif isinstance(item, ParcelProblem):
+        elif isinstance(item, Parcel):
             self.notify(self.ui.tr("A parcel is asked about again on its carrier's next tracking run."))
         else:
             spawn(self, partial(self.controls.sync, Target(item.channel, "products")), group="actions")

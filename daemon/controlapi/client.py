@@ -31,6 +31,7 @@ from daemon.controlapi.wire import (
     LogPage,
     OutboxItem,
     OutboxRetryRequest,
+    Parcel,
     PriceSetRequest,
     Problems,
     ProductLinkRequest,
@@ -278,6 +279,10 @@ class ControlClient:
 
     async def problems(self) -> Problems:
         return await self._get("/problems", Problems)
+
+    async def order_parcels(self, channel: str, order: str) -> list[Parcel]:
+        text = await self._call("GET", "/orders/parcels", params={"channel": channel, "order": order})
+        return TypeAdapter(list[Parcel]).validate_json(text)
 
     async def explain(self, channel: str, entity: str, sku: str) -> dict[str, Any]:
         text = await self._call("GET", "/explain", params={"channel": channel, "entity": entity, "sku": sku})

@@ -19,6 +19,7 @@ from daemon.controlapi.wire import (
     LogRow,
     OutboxItem,
     OutboxState,
+    Parcel,
     Problems,
 )
 from daemon.events import EventBus
@@ -154,3 +155,7 @@ class ErpOperations(Protocol):
     async def tracking_add(
         self, channel: str, order_number: str, carrier: str | None, code: str, url: str | None
     ) -> ActionResult: ...
+
+    async def order_parcels(self, channel: str, order_number: str) -> list[Parcel]:
+        """The order's parcels as the carrier last described them (KeyError: no such order)."""
+        ...

@@ -37,6 +37,7 @@ from daemon.controlapi.wire import (
     OutboxItem,
     OutboxRetryRequest,
     OutboxState,
+    Parcel,
     PriceSetRequest,
     ProductLinkRequest,
     ProductUnlinkRequest,
@@ -357,6 +358,7 @@ class ControlServer:
         get("/events", self._events)
         get("/outbox", self._outbox)
         get("/problems", self._problems)
+        get("/orders/parcels", self._order_parcels)
         get("/explain", self._explain)
         post("/sync", self._sync_all)
         post("/channels/{name}/sync", self._sync_channel)
@@ -486,6 +488,14 @@ class ControlServer:
     async def _problems(self, request: web.Request) -> web.Response:
         _check_params(request, ())
         return self._json(await self.runtime.erp.problems())
+
+    async def _order_parcels(self, request: web.Request) -> web.Response:
+        _check_params(request, ("channel", "order"))
+        channel = _required(_str_param(request, "channel"), "channel")
+        order = _required(_str_param(request, "order"), "order")
+        parcels = await self.runtime.erp.order_parcels(channel, order)
+        text = TypeAdapter(list[Parcel]).dump_json(parcels).decode()
+        return web.Response(text=self._redactor.redact(text), content_type="application/json")
 
     async def _explain(self, request: web.Request) -> web.Response:
         _check_params(request, ("channel", "entity", "sku"))

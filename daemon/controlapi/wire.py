@@ -119,9 +119,10 @@ class NeverIntegrated(WireModel):
     name: str
 
 
-class ParcelProblem(WireModel):
-    """A parcel someone should look at: returned or on its way back, lost or damaged, a code the
-    carrier rejects, or one it still does not know days after the label was made."""
+class Parcel(WireModel):
+    """A parcel as the carrier last described it: an order's shipments (``tracking show``), or one
+    someone should look at (``problems``: returned or on its way back, lost or damaged, a code the
+    carrier rejects, or one it still does not know days after the label was made)."""
 
     shipment_id: int
     channel: str
@@ -136,13 +137,15 @@ class ParcelProblem(WireModel):
     since: datetime
     """When the parcel got this status."""
     checked_at: datetime | None = None
+    """When the carrier was last asked (None: not yet)."""
+    delivered_at: datetime | None = None
 
 
 class Problems(WireModel):
     outbox: list[OutboxItem] = Field(default_factory=list)
     import_failures: list[ImportFailure] = Field(default_factory=list)
     never_integrated: list[NeverIntegrated] = Field(default_factory=list)
-    parcels: list[ParcelProblem] = Field(default_factory=list)
+    parcels: list[Parcel] = Field(default_factory=list)
 
 
 EventType = Literal["log", "status", "heartbeat"]

@@ -174,7 +174,7 @@ ATTENTION_HORIZON = timedelta(days=60)
 
 
 @dataclass(frozen=True, slots=True)
-class ParcelAttention:
+class ParcelRecord:
     shipment_id: int
     channel: str
     order_id: int
@@ -185,20 +185,25 @@ class ParcelAttention:
     event: str | None
     since: datetime | None
     checked_at: datetime | None
+    delivered_at: datetime | None
+
+
+_PARCEL_COLUMNS = (
+    "SELECT s.id, o.channel, o.id AS order_id, o.number, s.carrier, s.tracking_code, s.status, "
+    "s.tracking_event, s.updated_at, s.tracking_checked_at, s.delivered_at "
+    "FROM shipments s JOIN orders o ON o.id = s.order_id "
+)
 
 
 async def needing_attention(
     conn: aiosqlite.Connection, *, created_after: datetime, unknown_before: datetime, limit: int
-) -> list[ParcelAttention]:
+) -> list[ParcelRecord]:
     """Parcels of open orders (not cancelled) that a carrier put in an :data:`ATTENTION_STATES`
     state, or still does not know although their shipment was made before ``unknown_before``;
     only shipments made after ``created_after`` (older ones are no longer tracked). Newest change first.
     """
     rows = await conn.execute_fetchall(
-        "SELECT s.id, o.channel, o.id AS order_id, o.number, s.carrier, s.tracking_code, s.status, "
-        "s.tracking_event, s.updated_at, s.tracking_checked_at "
-        "FROM shipments s JOIN orders o ON o.id = s.order_id "
-        "WHERE s.tracking_code IS NOT NULL AND s.tracking_checked_at IS NOT NULL "
+        _PARCEL_COLUMNS + "WHERE s.tracking_code IS NOT NULL AND s.tracking_checked_at IS NOT NULL "
         "AND o.stock_state <> 'released' AND s.created_at >= ? "
         f"AND (s.status IN {IN_JSON} OR (s.status = ? AND s.created_at < ?)) "
         "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?",
@@ -210,21 +215,31 @@ async def needing_attention(
             limit,
         ),
     )
-    return [
-        ParcelAttention(
-            shipment_id=int(r["id"]),
-            channel=str(r["channel"]),
-            order_id=int(r["order_id"]),
-            order_number=str(r["number"]),
-            carrier=str(r["carrier"] or ""),
-            tracking_code=str(r["tracking_code"]).strip(),
-            status=str(r["status"]),
-            event=_event_description(r["tracking_event"]),
-            since=parse_stamp(r["updated_at"]),
-            checked_at=parse_stamp(r["tracking_checked_at"]),
-        )
-        for r in rows
-    ]
+    return [_parcel(r) for r in rows]
+
+
+async def of_order(conn: aiosqlite.Connection, order_id: int) -> list[ParcelRecord]:
+    """An order's shipments that have a tracking code, in the order they were added."""
+    rows = await conn.execute_fetchall(
+        _PARCEL_COLUMNS + "WHERE s.order_id = ? AND s.tracking_code IS NOT NULL ORDER BY s.id", (order_id,)
+    )
+    return [_parcel(r) for r in rows]
+
+
+def _parcel(r: aiosqlite.Row) -> ParcelRecord:
+    return ParcelRecord(
+        shipment_id=int(r["id"]),
+        channel=str(r["channel"]),
+        order_id=int(r["order_id"]),
+        order_number=str(r["number"]),
+        carrier=str(r["carrier"] or ""),
+        tracking_code=str(r["tracking_code"]).strip(),
+        status=str(r["status"]),
+        event=_event_description(r["tracking_event"]),
+        since=parse_stamp(r["updated_at"]),
+        checked_at=parse_stamp(r["tracking_checked_at"]),
+        delivered_at=parse_stamp(r["delivered_at"]),
+    )
 
 
 def _event_description(raw: str | None) -> str | None:

@@ -28,7 +28,7 @@ from daemon.controlapi.wire import (
     ImportFailure,
     LogPage,
     LogRow,
-    ParcelProblem,
+    Parcel,
     Problems,
 )
 from daemon.events import EventBus
@@ -59,6 +59,9 @@ class MiniRuntime:
 
     async def problems(self) -> Problems:
         return self.problem_list
+
+    async def order_parcels(self, channel: str, order_number: str) -> list[Parcel]:
+        return [p for p in self.problem_list.parcels if p.order_number == order_number]
 
     async def query_logs(self, **kwargs: Any) -> LogPage:
         return await self.book.query(**kwargs)
@@ -342,7 +345,7 @@ async def test_problems_one_heading_per_kind_that_has_any(
             )
         ],
         parcels=[
-            ParcelProblem(
+            Parcel(
                 shipment_id=9, channel="loja", order_id=7, order_number="1078", carrier="correios_pac",
                 tracking_code="QP123456785BR", status="returned", event="Objeto devolvido ao remetente",
                 since=T0,
@@ -358,6 +361,13 @@ async def test_problems_one_heading_per_kind_that_has_any(
     assert "Outbox" not in out and "never integrated" not in out
     assert await storesync("--socket", sock, "--json", "problems") == 0
     assert Problems.model_validate_json(capsys.readouterr().out) == runtime.problem_list
+
+    assert await storesync("--socket", sock, "tracking", "show", "loja", "1078") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["CARRIER", "CODE", "STATE"]
+    assert "QP123456785BR" in lines[1] and "returned" in lines[1]
+    assert await storesync("--socket", sock, "tracking", "show", "loja", "1") == 0
+    assert "has no parcel" in capsys.readouterr().out
 
 
 def test_run_hands_over_to_the_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

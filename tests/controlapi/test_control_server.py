@@ -38,6 +38,7 @@ from daemon.controlapi.wire import (
     LogRow,
     OutboxItem,
     OutboxState,
+    Parcel,
     Problems,
 )
 from daemon.events import EventBus
@@ -258,6 +259,18 @@ class FakeRuntime:
     ) -> ActionResult:
         self._check(channel, None)
         return self._ok("tracking_add", channel, order_number, carrier, code, url)
+
+    async def order_parcels(self, channel: str, order_number: str) -> list[Parcel]:
+        self._check(channel, None)
+        if order_number != "1077":
+            raise KeyError(f"no order {order_number!r} on {channel!r}")
+        return [
+            Parcel(
+                shipment_id=3, channel=channel, order_id=77, order_number=order_number,
+                carrier="correios_pac", tracking_code="QP123456785BR", status="in_transit",
+                event="Objeto em transferência", since=T0, checked_at=T0,
+            )
+        ]  # fmt: skip
 
 
 # --- fixtures --------------------------------------------------------------------------------------
@@ -574,6 +587,21 @@ async def test_outbox_retry_dismiss_and_push_stock(client: ControlClient, runtim
     with pytest.raises(ControlError) as info:
         await client.push_stock("NOPE")
     assert (info.value.status, info.value.message) == (404, "unknown SKU 'NOPE'")
+
+
+async def test_an_orders_parcels(client: ControlClient) -> None:
+    (parcel,) = await client.order_parcels("loja", "1077")
+    assert (parcel.tracking_code, parcel.status, parcel.event) == (
+        "QP123456785BR",
+        "in_transit",
+        "Objeto em transferência",
+    )
+    with pytest.raises(ControlError) as info:
+        await client.order_parcels("loja", "9")
+    assert info.value.status == 404 and "no order '9'" in info.value.message
+    with pytest.raises(ControlError) as info:
+        await client.order_parcels("loja", "")
+    assert info.value.status == 400 and "order" in info.value.message
 
 
 async def test_link_and_unlink_a_product(client: ControlClient, runtime: FakeRuntime) -> None:

@@ -248,6 +248,14 @@ async def test_the_correios_connector_follows_a_parcel_to_delivery(
         assert not any(secret in str(event) for event in logs for secret in SECRETS)
     assert await shipment_states(world, order_id) == ["delivered"]
     assert await order_status(world, order_id) == "delivered"
+    erp = ErpService(world.db, clock, locale="en")
+    async with world.db.read() as conn:
+        number = (await orders.get_order(conn, order_id)).number  # type: ignore[union-attr]
+    (parcel,) = await erp.order_parcels("loja", number)  # what `storesync tracking show` prints
+    assert (parcel.tracking_code, parcel.status, parcel.carrier) == (delivered, "delivered", "correios_pac")
+    assert parcel.delivered_at is not None and parcel.event and "entregue" in parcel.event.lower()
+    with pytest.raises(KeyError, match="no order"):
+        await erp.order_parcels("loja", "no-such-order")
     assert await shipment_states(world, other) == ["returned"]
     assert await order_status(world, other) == "paid"
     assert sim.state()["counters"]["by_route"].get("POST /token/v1/autentica/cartaopostagem") == 1

@@ -27,7 +27,7 @@ from daemon.controlapi.wire import (
     NeverIntegrated,
     OutboxItem,
     OutboxState,
-    ParcelProblem,
+    Parcel,
     Problems,
 )
 from daemon.events import EventBus
@@ -184,7 +184,7 @@ class FakeRuntime:
         self.never_integrated = [
             NeverIntegrated(channel="vtex", product_id=7, sku="KIT-PRESENTE", name="Kit presente caneca")
         ]
-        self.parcels: list[ParcelProblem] = []
+        self.parcels: list[Parcel] = []
         """Empty unless a test puts some in (the snapshots show the usual three kinds)."""
         # What the dashboard asked for (tests assert on these and on the state they changed).
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
@@ -409,6 +409,9 @@ class FakeRuntime:
         self, sku: str, warehouse: str | None, delta: int, reason: str, reference: str | None
     ) -> ActionResult:
         raise ValueError("not supported by the fake runtime")
+
+    async def order_parcels(self, channel: str, order_number: str) -> list[Parcel]:
+        return [p for p in self.parcels if (p.channel, p.order_number) == (channel, order_number)]
 
     async def price_set(
         self,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from daemon.controlapi.server import ControlServer
-from daemon.controlapi.wire import ParcelProblem
+from daemon.controlapi.wire import Parcel
 from tests.tui.fake_runtime import T0, FakeRuntime
 from tests.tui.tui_support import go_to_row, loaded, make_app, screen_text, wait_for_toast, wait_until
 from tui.app import StoresyncApp
@@ -311,7 +311,7 @@ async def test_a_parcel_that_came_back_is_listed_with_the_carriers_words(
     socket_path: Path, runtime: FakeRuntime
 ) -> None:
     runtime.parcels = [
-        ParcelProblem(
+        Parcel(
             shipment_id=9,
             channel="loja",
             order_id=77,
