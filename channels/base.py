@@ -114,6 +114,11 @@ class Channel:
     async def push_order_updates(self, batch: Sequence[OrderUpdatePush]) -> list[PushResult]:
         raise NotImplementedError(self._unsupported(FlowName.ORDER_UPDATES))
 
+    async def check(self) -> str:
+        """Ask the platform the cheapest thing that needs the credentials (``storesync check``);
+        returns what answered, in a few words. Raises the typed errors like any call."""
+        raise NotImplementedError(f"connector {self.kind!r} has no check")
+
     async def lookup_product_ids(self, skus: Sequence[str]) -> dict[str, str]:
         """Remote ids of products that already exist on the channel, by SKU (for linking)."""
         return {}

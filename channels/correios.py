@@ -178,6 +178,11 @@ class CorreiosToken:
         self._renew_at = datetime.min.replace(tzinfo=UTC)
         self.fetches = 0
 
+    @property
+    def renew_at(self) -> datetime:
+        """When the current token is renewed (a margin before it expires)."""
+        return self._renew_at
+
     def _fresh(self) -> bool:
         return self._token is not None and self._clock.now() < self._renew_at
 
@@ -274,6 +279,11 @@ class CorreiosChannel(Channel):
         if http.auth is not None:
             raise ValueError(f"{where}: the HTTP client already has an auth provider")
         http.auth = self.token
+
+    async def check(self) -> str:
+        """A fresh token: the credentials and the posting card are accepted."""
+        await self.token.refresh()
+        return f"token issued, renewed from {self.token.renew_at:%Y-%m-%d %H:%M} UTC"
 
     async def fetch_tracking(self, codes: Sequence[str]) -> list[TrackingStatus]:
         results: dict[str, TrackingStatus] = {}

@@ -709,6 +709,18 @@ class LojaIntegradaChannel(Channel):
             raise TransientError(f"POST {self.prefix}/produto: created, but the answer carried no product id")
         return PushResult.success(item.local_id, created)
 
+    # --- checking the credentials -----------------------------------------------------------------
+
+    async def check(self) -> str:
+        """The order status table: one authenticated GET, read by every order import anyway."""
+        body = await self._call("GET", "/situacao", Priority.ORDERS, params={"limit": 1})
+        total = body.get("meta", {}).get("total_count") if isinstance(body, dict) else None
+        return (
+            f"the store API answered ({total} order statuses)"
+            if total is not None
+            else "the store API answered"
+        )
+
     # --- stock and prices -------------------------------------------------------------------------
 
     async def push_stock(self, batch: Sequence[StockPush]) -> list[PushResult]:

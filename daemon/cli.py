@@ -703,6 +703,29 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Settings loaded as the daemon loads them, then every chosen channel asked one question."""
+    settings_module = importlib.import_module("daemon.settings")
+    check = importlib.import_module("daemon.check")
+    settings = settings_module.load_settings(Path(args.config) if args.config else None)
+    try:
+        results = asyncio.run(check.check_channels(settings, args.channel))
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0])) from None
+    if args.json:
+        _out(json.dumps([vars(r) for r in results], indent=2, ensure_ascii=False))
+    elif not results:
+        _out(_t("cli.no_channels"))
+    else:
+        rows = [
+            [r.channel, r.kind, _t("cli.check_ok") if r.ok else _t("cli.check_failed"), r.detail]
+            for r in results
+        ]
+        for line in _table([_t(f"cli.col.{c}") for c in ("channel", "kind", "state", "detail")], rows):
+            _out(line)
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     demo = importlib.import_module("daemon.demo")
     result: int = demo.run_demo(args)
@@ -894,6 +917,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("channel", metavar="CHANNEL")
     p.add_argument("sku", metavar="SKU")
     p.add_argument("--entity", choices=("stock", "price"), default="stock")
+
+    p = command("check", cmd_check, "ask each channel one question with its credentials (no daemon needed)")
+    p.add_argument("--channel", action="append", help="only this channel (repeatable)")
 
     db = command("db", _needs_subcommand, "the state database").add_subparsers(
         dest="db_command", metavar="ACTION"

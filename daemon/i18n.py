@@ -125,6 +125,9 @@ MESSAGES: dict[Locale, dict[str, str]] = {
         "cli.col.since": "SINCE",
         "cli.col.event": "CARRIER'S LAST EVENT",
         "cli.col.checked": "ASKED",
+        "cli.col.detail": "DETAIL",
+        "cli.check_ok": "ok",
+        "cli.check_failed": "FAILED",
         "cli.no_parcels": "order {order} on {channel} has no parcel with a tracking code",
         "cli.problems_none": "no problems: nothing failed, parked, unimported, unlinked or stuck in transit",
         "cli.problems.outbox": "Outbox items that failed or were parked ({count})",
@@ -279,6 +282,9 @@ MESSAGES: dict[Locale, dict[str, str]] = {
         "cli.col.since": "DESDE",
         "cli.col.event": "ÚLTIMO EVENTO DA TRANSPORTADORA",
         "cli.col.checked": "CONSULTADO",
+        "cli.col.detail": "DETALHE",
+        "cli.check_ok": "ok",
+        "cli.check_failed": "FALHOU",
         "cli.no_parcels": "o pedido {order} em {channel} não tem encomenda com código de rastreio",
         "cli.problems_none": (
             "nenhum problema: nada com falha, estacionado, sem importar, sem vínculo ou parado no transporte"
