@@ -275,8 +275,7 @@ class ErpService:
         async with self.db.write() as conn:
             await bindings.set_binding(conn, channel, "product", product_id, remote_id)
             queued = await channels_repo.queue_full_push(conn, channel, [product_id])
-        log.info("product.linked", channel=channel, entity="product", entity_id=str(product_id),
-                 remote_id=remote_id, sku=sku, by="operator")  # fmt: skip
+        self._log_link("product.linked", channel, product_id, remote_id, sku)
         return ActionResult(
             ok=True,
             message=self._t("erp.product_linked", sku=sku, remote_id=remote_id, channel=channel),
@@ -291,12 +290,24 @@ class ErpService:
             remote = (await bindings.remote_ids(conn, channel, "product", [product_id])).get(product_id)
             if remote is None or not await bindings.delete_binding(conn, channel, "product", product_id):
                 raise KeyError(self._t("erp.not_linked", sku=sku, channel=channel))
-        log.info("product.unlinked", channel=channel, entity="product", entity_id=str(product_id),
-                 remote_id=remote, sku=sku, by="operator")  # fmt: skip
+        self._log_link("product.unlinked", channel, product_id, remote, sku)
         return ActionResult(
             ok=True,
             message=self._t("erp.product_unlinked", sku=sku, remote_id=remote, channel=channel),
             details={"product_id": product_id, "remote_id": remote},
+        )
+
+    @staticmethod
+    def _log_link(event: str, channel: str, product_id: int, remote_id: str, sku: str) -> None:
+        """A link made or undone by hand: in the sync log, filterable by the product like its pushes."""
+        log.info(
+            event,
+            channel=channel,
+            entity="product",
+            entity_id=str(product_id),
+            remote_id=remote_id,
+            sku=sku,
+            by="operator",
         )
 
     async def retry_outbox(self, ids: list[int] | None, channel: str | None) -> ActionResult:
