@@ -13,6 +13,7 @@ daemon process (the process-level companion of tests/daemon/test_tracking_flow.p
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -131,8 +132,25 @@ async def test_an_expired_token_is_renewed_without_an_outage(rig: Setup) -> None
     await follow_to_delivery(rig, code)
 
 
-@pytest.mark.parametrize("kind", ["5xx", "timeout", "reset", "malformed_json", "wrong_content_type", "429"])
+OUTAGES = ["5xx", "timeout", "reset", "malformed_json", "wrong_content_type", "429"]
+
+
+@pytest.mark.parametrize("kind", OUTAGES)
 async def test_a_carrier_outage_is_logged_once_and_the_parcel_catches_up(rig: Setup, kind: str) -> None:
+    await carrier_outage(rig, kind)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("kind", OUTAGES)
+async def test_long_carrier_outage_repeated(rig: Setup, kind: str) -> None:
+    for _ in range(2):
+        await carrier_outage(rig, kind, hold=15.0)
+
+
+async def carrier_outage(rig: Setup, kind: str, *, hold: float = 0.0) -> None:
+    """The carrier answers every request with ``kind`` for at least ``hold`` seconds, while the sales
+    channel keeps taking stock changes; then it comes back and the parcel catches up."""
     await carrier_idle(rig)
     sim = carrier_sim(rig)
     code = await ship(rig, SALES)
@@ -143,8 +161,13 @@ async def test_a_carrier_outage_is_logged_once_and_the_parcel_catches_up(rig: Se
     async def failing() -> bool:
         return (await carrier_status(rig)).failing_since is not None
 
+    fault_on = time.monotonic()
     await eventually(failing, timeout=30, what=f"the carrier channel to notice {kind}")
     await sales_keeps_syncing(rig, -1)
+    delta = 1
+    while time.monotonic() - fault_on < hold:  # the outage goes on; the sales channel does not wait
+        await sales_keeps_syncing(rig, delta)
+        delta = -delta
     sales = await rig.daemon.channel_status(SALES)
     assert sales.failing_since is None and not sales.needs_reauth, sales
     assert shipment(rig, code)[0] == "posted", "nothing is recorded from a carrier that is down"
