@@ -41,6 +41,7 @@ from daemon.events import EventBus
 from daemon.flows import build_job
 from daemon.flows.config import ChannelConfig
 from daemon.flows.runner import FlowTiming
+from daemon.heap import settle_heap
 from daemon.i18n import translate
 from daemon.logbook import LogBook, LogSink, configure_logging, set_log_level, set_stdout_items
 from daemon.settings import ChannelSettings, Settings, SettingsError, format_problems, load_settings
@@ -113,8 +114,12 @@ class Daemon:
         environ: Mapping[str, str] | None = None,
         clock: Clock = SYSTEM_CLOCK,
         start_spread: float | None = None,
+        freeze_heap: bool = False,
     ) -> None:
         self.settings = settings
+        self.freeze_heap = freeze_heap
+        """Freeze what start-up built out of the garbage collector's sight (``daemon.heap``): the
+        process's own choice, so ``run_daemon`` sets it; a daemon started inside a test does not."""
         self.config_path = config_path
         self.overrides = dict(overrides or {})
         self.environ = dict(os.environ if environ is None else environ)
@@ -189,6 +194,8 @@ class Daemon:
         if interval:
             self._tasks.append(asyncio.create_task(self._watchdog_loop(interval), name="watchdog"))
         self._on_db_change()  # anything queued while we were down goes out now
+        if self.freeze_heap:
+            settle_heap()
         self.started = True
         self.notifier.ready(self._sd_status())
         log.info(
@@ -370,6 +377,8 @@ class Daemon:
             self.settings_loaded_at = self.clock.now()
             self.last_reload_error = None
             log.info("settings.reloaded", **changed)
+            if self.freeze_heap:
+                settle_heap()
             self.notifier.ready(self._sd_status())
             self._on_db_change()
             path = str(new.config_path) if new.config_path else "settings.toml"
@@ -598,7 +607,7 @@ async def _serve(daemon: Daemon) -> int:
 def run_daemon(config_path: Path | None, overrides: Mapping[str, Any] | None = None) -> int:
     """``storesync run``: load settings (raising SettingsError for the CLI to print) and serve."""
     settings = load_settings(config_path, overrides=overrides)
-    daemon = Daemon(settings, config_path=config_path, overrides=overrides)
+    daemon = Daemon(settings, config_path=config_path, overrides=overrides, freeze_heap=True)
     return asyncio.run(_serve(daemon))
 
 

@@ -33,13 +33,9 @@ class _Syncable(Protocol):
 ItemT = TypeVar("ItemT")
 ProductT = TypeVar("ProductT", bound=_Syncable)
 ProductLoader = Callable[[aiosqlite.Connection, list[int]], Awaitable[Mapping[int, ProductT]]]
-SWEEP_CHUNK = 2000
-PREFETCH_BATCHES = 4
-"""A pipelined run claims this many batches at once: the claim sorts every due row, so with a big
-backlog one claim per batch cost about as much database time as settling the batch."""
-PREFETCH_MAX_AGE = 2.0
-"""Seconds a prefetched claim stays usable; older ones are claimed afresh (the version guard makes a
-stale row safe anyway, this only keeps retries that fell due meanwhile from waiting long)."""
+SWEEP_CHUNK = 500
+"""Products compared per step of a sweep: each step's work runs on the event loop between two
+awaits (about 5 ms at 500), so a sweep over a big catalog never holds the other flows up for long."""
 
 
 @dataclass
@@ -68,10 +64,9 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
     """The previous batch's settle, still running (pipelined runs only)."""
     _settling_ids: frozenset[int] = frozenset()
     """Its outbox ids: claimed and pushed, not yet settled, so the next claim must skip them."""
-    _prefetched: tuple[float, list[OutboxRow]] | None = None
-    """Rows claimed for the next pipelined batches, and when (monotonic)."""
     _preparing: asyncio.Future[tuple[list[OutboxRow], Plan[ItemT]] | None] | None = None
-    """The next batch, read from the store while this one is on the wire (pipelined runs only)."""
+    """The next batch, claimed and read from the store while this one is on the wire (pipelined
+    runs only)."""
 
     @property
     def links_first(self) -> bool:
@@ -182,10 +177,8 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
                 if not ids:
                     break
                 values = await self.current_values(conn, ids, now)
-                pushed = await outbox.pushed_values(conn, self.channel, self.entity, ids)
-            drifted = [
-                pid for pid, value in values.items() if pid not in pushed or pushed[pid].value != value
-            ]
+                pushed = await outbox.last_pushed(conn, self.channel, self.entity, ids)
+            drifted = [pid for pid, value in values.items() if pid not in pushed or pushed[pid] != value]
             if drifted:
                 async with self.db.write() as conn:
                     await outbox.enqueue(conn, self.channel, self.entity, drifted)
@@ -203,7 +196,6 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
         """Wait for the batch still being settled in the background (the runner calls this on stop).
 
         A batch prepared ahead is dropped: nothing of it was sent, its rows are still pending."""
-        self._prefetched = None
         await self._drop_prepared()
         await self._join_settle()
 
@@ -238,55 +230,37 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
         try:
             return await self._run_batch(run)
         except BaseException:
-            self._prefetched = None
             await self._drop_prepared()
             if self._settling is not None:
                 await asyncio.gather(self._settling, return_exceptions=True)
                 self._settling, self._settling_ids = None, frozenset()
             raise
 
-    def _take_prefetched(self, size: int) -> list[OutboxRow]:
-        """The next ``size`` prefetched rows, if the prefetch is still fresh."""
-        if self._prefetched is None:
-            return []
-        claimed_at, queued = self._prefetched
-        self._prefetched = None
-        if not queued or self.clock.monotonic() - claimed_at > PREFETCH_MAX_AGE:
-            return []
-        if len(queued) > size:
-            self._prefetched = (claimed_at, queued[size:])
-        return queued[:size]
+    async def _prepare_ahead(
+        self, size: int, in_hand: frozenset[int]
+    ) -> tuple[list[OutboxRow], Plan[ItemT]] | None:
+        """Claim and read the next batch while the current one is being sent.
 
-    async def _prepare_ahead(self, size: int) -> tuple[list[OutboxRow], Plan[ItemT]] | None:
-        """Read the next prefetched batch while the current one is being sent.
-
-        The plan is read a little earlier than it is sent; that is safe for the same reason a
-        prefetched claim is: a change committed after the claim bumped the row's version, so the
-        settle leaves it pending and the newer value goes out next.
+        ``in_hand``: the outbox ids on the wire or still being settled, which are pending in the
+        store but must not be claimed twice. The plan is read a little earlier than it is sent;
+        that is safe: a change committed after the claim bumps the row's version, so the settle
+        leaves it pending and the newer value goes out next.
         """
-        rows = self._take_prefetched(size)
-        if not rows:
-            return None
+        now = self.clock.now()
         async with self.db.read() as conn:
-            return rows, await self.prepare(conn, rows, self.clock.now())
+            rows = await outbox.claim_due(conn, self.channel, self.entity, size, now, exclude=in_hand)
+            if not rows:
+                return None
+            return rows, await self.prepare(conn, rows, now)
 
     async def _claim(self, run: RunContext, now: datetime) -> tuple[list[OutboxRow], float | None]:
-        size = run.batch_size
-        if run.pipeline:
-            rows = self._take_prefetched(size)
-            if rows:
-                return rows, None
-        limit = size * PREFETCH_BATCHES if run.pipeline else size
         wake_in: float | None = None
         async with self.db.read() as conn:
             rows = await outbox.claim_due(
-                conn, self.channel, self.entity, limit, now, exclude=self._settling_ids
+                conn, self.channel, self.entity, run.batch_size, now, exclude=self._settling_ids
             )
             if not rows and self._settling is None:
                 wake_in = await self.wake_in(conn, now)
-        if len(rows) > size:
-            self._prefetched = (self.clock.monotonic(), rows[size:])
-            rows = rows[:size]
         return rows, wake_in
 
     async def _next_batch(
@@ -317,9 +291,11 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
         if plan is None:
             async with self.db.read() as conn:
                 plan = await self.prepare(conn, rows, now)
-        if run.pipeline and self._prefetched is not None:
-            # The store is read for the next batch while this one is on the wire.
-            self._preparing = asyncio.ensure_future(self._prepare_ahead(run.batch_size))
+        if run.pipeline and len(rows) >= run.batch_size:
+            # A full batch: there may be more, so the next one is claimed and read while this one
+            # is on the wire.
+            in_hand = self._settling_ids | {row.id for row in rows}
+            self._preparing = asyncio.ensure_future(self._prepare_ahead(run.batch_size, in_hand))
         results = await self.send([item for _, item in plan.send]) if plan.send else []
         by_local_id = {result.local_id: result for result in results}
         done: list[tuple[OutboxRow, ItemT, PushResult]] = []
@@ -339,7 +315,7 @@ class PushJob(ChannelJob, ABC, Generic[ItemT]):
         channel_failing = (
             bool(plan.send) and not done and len(sent_failures) == len(failed) - len(plan.refuse)
         )
-        more = len(rows) >= run.batch_size or self._prefetched is not None or self._preparing is not None
+        more = len(rows) >= run.batch_size
         previous_error: Exception | None = None
         try:
             await self._join_settle()  # the previous batch's settle, in order, before this one's

@@ -93,28 +93,25 @@ async def claim_due(
     (channel, entity), and the version guard settles any race with new changes. ``exclude``: outbox
     ids already pushed whose settle has not committed yet (a pipelined flow's previous batch).
     """
-    # Two index searches on outbox_due (channel, entity, state, ...) read only the due rows; the
-    # single OR'ed WHERE walked every row the channel ever had for the entity, sent ones included.
+    # One compound SELECT ordered as a whole: SQLite merges the pending rows (index outbox_queue, in
+    # claim order) with the failed ones whose time has come and stops at the limit, instead of
+    # sorting every pending row of the entity first (12 ms a claim with 20,000 pending).
+    skip = f" AND id NOT IN {IN_JSON.replace('?', '?5')}" if exclude else ""
+    columns = "SELECT id, entity_id, version, attempts, changed_at FROM outbox"
     sql = (
-        "SELECT id, entity_id, version, attempts FROM ("
-        " SELECT id, entity_id, version, attempts, changed_at FROM outbox"
-        " WHERE channel = ?1 AND entity = ?2 AND state = 'pending'"
-        " UNION ALL"
-        " SELECT id, entity_id, version, attempts, changed_at FROM outbox"
-        " WHERE channel = ?1 AND entity = ?2 AND state = 'failed' AND next_attempt_at <= ?3"
-        ") "
+        f"{columns} WHERE channel = ?1 AND entity = ?2 AND state = 'pending'{skip}"
+        f" UNION ALL {columns}"
+        f" WHERE channel = ?1 AND entity = ?2 AND state = 'failed' AND next_attempt_at <= ?3{skip}"
+        " ORDER BY changed_at, id LIMIT ?4"
     )
     params: tuple[object, ...] = (channel, entity, utc_iso(now), limit)
     if exclude:
-        sql += f"WHERE id NOT IN {IN_JSON.replace('?', '?5')} "
         params += (json_list(exclude),)
-    # The whole claim comes back as one JSON value: fetching a few thousand rows one step at a time
+    # The whole claim comes back as one JSON value: fetching a few hundred rows one step at a time
     # hands the GIL to and from the event loop's thread per row while a batch is on the wire.
     rows = list(
         await conn.execute_fetchall(
-            "SELECT json_group_array(json_array(id, entity_id, version, attempts)) FROM ("
-            + sql
-            + "ORDER BY changed_at, id LIMIT ?4)",
+            f"SELECT json_group_array(json_array(id, entity_id, version, attempts)) FROM ({sql})",
             params,
         )
     )
@@ -443,6 +440,24 @@ async def pushed_values(
         (channel, entity, json_list(entity_ids)),
     )
     return {int(r["entity_id"]): _pushed(r) for r in rows}
+
+
+async def last_pushed(
+    conn: aiosqlite.Connection, channel: str, entity: Entity, entity_ids: Iterable[int]
+) -> dict[int, object]:
+    """Only the values last pushed, without their explanations: what a drift sweep compares.
+
+    One JSON object for the whole chunk (one fetch, one decode) instead of a row and two decodes per
+    product, so a sweep over a big catalog does not hold the event loop for long at a time."""
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT json_group_object(entity_id, json(value)) FROM pushed_values "
+            f"WHERE channel = ? AND entity = ? AND entity_id IN {IN_JSON}",
+            (channel, entity, json_list(entity_ids)),
+        )
+    )
+    found: dict[str, object] = json.loads(rows[0][0]) if rows and rows[0][0] else {}
+    return {int(key): value for key, value in found.items()}
 
 
 async def explain(

@@ -44,6 +44,30 @@ async def test_a_change_during_the_push_stays_pending(conn: aiosqlite.Connection
     assert [r.entity_id for r in await outbox.claim_due(conn, "loja", "stock", 100, NOW)] == [pid]
 
 
+async def test_a_claim_takes_the_oldest_due_rows_across_pending_and_failed(
+    conn: aiosqlite.Connection,
+) -> None:
+    """Oldest change first whether the row is pending or a failure whose retry time has come; the
+    limit cuts the merged order, excluded ids are skipped, failures not yet due wait."""
+    ids = [await product(conn, f"A{i}", on_hand=1) for i in range(6)]
+    await _clear(conn)
+    for age, pid in zip([50, 10, 40, 20, 30, 5], ids, strict=True):
+        await conn.execute(
+            "INSERT INTO outbox (channel, entity, entity_id, changed_at) VALUES ('loja', 'stock', ?, ?)",
+            (pid, (NOW - timedelta(minutes=age)).isoformat()),
+        )
+    claimed = await outbox.claim_due(conn, "loja", "stock", 10, NOW)
+    failed_due, failed_later = claimed[2], claimed[3]  # ages 30 and 20 minutes
+    await outbox.mark_failed(conn, failed_due, "HTTP 503", NOW - timedelta(minutes=1), max_attempts=5)
+    await outbox.mark_failed(conn, failed_later, "HTTP 503", NOW + timedelta(hours=1), max_attempts=5)
+    oldest_first = [ids[0], ids[2], ids[4], ids[1], ids[5]]  # ages 50, 40, 30 (failed, due), 10, 5
+    assert [r.entity_id for r in await outbox.claim_due(conn, "loja", "stock", 10, NOW)] == oldest_first
+    assert [r.entity_id for r in await outbox.claim_due(conn, "loja", "stock", 3, NOW)] == oldest_first[:3]
+    skip = [claimed[0].id, failed_due.id]
+    rest = await outbox.claim_due(conn, "loja", "stock", 2, NOW, exclude=skip)
+    assert [r.entity_id for r in rest] == [ids[2], ids[1]]
+
+
 async def test_failures_back_off_then_park(conn: aiosqlite.Connection) -> None:
     pid = await product(conn, "A1", on_hand=1)
     [row] = await outbox.claim_due(conn, "loja", "stock", 10, NOW)
