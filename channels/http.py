@@ -200,6 +200,25 @@ class _Denied(Exception):
         self.detail = detail
 
 
+def channel_session(
+    *, user_agent: str | None = None, timeout: aiohttp.ClientTimeout | None = None
+) -> aiohttp.ClientSession:
+    """The HTTP session channels share: pooled keep-alive connections and no cookie jar.
+
+    Several channels can point at the same platform host (two Loja Integrada stores, say) and share
+    this session; a cookie one store's answers set must never ride along on another store's
+    requests, and none of the APIs we speak authenticate by cookie. Skipping the jar also saves its
+    per-request bookkeeping.
+    """
+    return aiohttp.ClientSession(
+        headers={"User-Agent": user_agent} if user_agent else None,
+        connector=aiohttp.TCPConnector(limit=100, limit_per_host=20),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=timeout or aiohttp.ClientTimeout(total=300),
+        raise_for_status=False,
+    )
+
+
 class HttpClient:
     """Shared plumbing for one channel; the connector owns the paths, this owns the manners.
 
@@ -257,7 +276,7 @@ class HttpClient:
         if self._session is None or self._session.closed:
             if not self._owns_session:
                 raise RuntimeError(f"channel {self.context.name!r}: the HTTP session was closed by its owner")
-            self._session = aiohttp.ClientSession(timeout=self._timeout, raise_for_status=False)
+            self._session = channel_session(timeout=self._timeout)
         return self._session
 
     async def aclose(self) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from channels.http import channel_session
 from channels.models import FlowName
 from daemon import __version__
 from daemon.clock import SYSTEM_CLOCK, Clock
@@ -177,10 +178,7 @@ class Daemon:
             self.db, self.clock, self._default_warehouse(), locale=self.settings.daemon.locale
         )
         await self._sync_channel_table()
-        self.session = aiohttp.ClientSession(
-            headers={"User-Agent": f"storesync/{__version__}"},
-            connector=aiohttp.TCPConnector(limit=100, limit_per_host=20),
-        )
+        self.session = channel_session(user_agent=f"storesync/{__version__}")
         for name, channel in self.settings.enabled_channels().items():
             self._start_channel(name, channel)
         self.watcher = ChangeWatcher(self.settings.state_db_path, self._on_db_change, self.clock)

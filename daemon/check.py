@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import aiohttp
 
 from channels.base import AuthError, ChannelError
-from channels.http import HttpClient
+from channels.http import HttpClient, channel_session
 from channels.ratelimit import RateLimiter
 from channels.registry import connector_class
+from daemon import __version__
 from daemon.clock import SYSTEM_CLOCK
 from daemon.secrets import SECRETS
 from daemon.settings import Settings
@@ -43,7 +44,7 @@ async def check_channels(settings: Settings, names: Sequence[str] | None = None)
     for name in chosen:
         if name not in settings.channels:
             raise KeyError(f"no channel {name!r} in the settings")
-    async with aiohttp.ClientSession() as session:
+    async with channel_session(user_agent=f"storesync/{__version__} check") as session:
         return list(await asyncio.gather(*(_check_one(settings, name, session) for name in chosen)))
 
 

@@ -12,11 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aioresponses import aioresponses
 from pydantic import SecretStr
 
 from channels.base import AuthError, ChannelError, PermanentError, RateLimited, TransientError
-from channels.http import RequestEvent, error_message_from_body, parse_retry_after, redact
+from channels.http import (
+    RequestEvent,
+    channel_session,
+    error_message_from_body,
+    parse_retry_after,
+    redact,
+)
 from channels.models import Priority
 from channels.simulators.lojaintegrada import LojaIntegradaSimulator
 from daemon.clock import FakeClock
@@ -378,3 +385,35 @@ def test_tls_verification_is_never_disabled() -> None:
     pattern = re.compile(r"ssl\s*=\s*False|verify_ssl\s*=\s*False|CERT_NONE|check_hostname\s*=\s*False")
     offenders = [str(p) for p in root.rglob("*.py") if pattern.search(p.read_text(encoding="utf-8"))]
     assert offenders == []
+
+
+async def test_channels_sharing_the_session_never_share_cookies(make_client: ClientPool) -> None:
+    """Two stores on one platform host share the daemon's session: a cookie the host sets for one
+    must not ride along on the other's requests (nor come back on the first's)."""
+    seen: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Cookie"))
+        response = web.json_response({"ok": True})
+        response.set_cookie("sessionid", f"store-{len(seen)}")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/v1/ping", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    session = channel_session(user_agent="storesync/test")
+    try:
+        url = f"http://localhost:{port}"  # a host name: a jar takes no cookies from a bare IP
+        store_a = make_client(make_context(url, name="loja_a"), session=session)
+        store_b = make_client(make_context(url, name="loja_b"), session=session)
+        for client in (store_a, store_b, store_a):
+            response = await client.request("GET", "/v1/ping", priority=Priority.PRODUCTS)
+            assert response.status == 200
+        assert seen == [None, None, None]
+    finally:
+        await session.close()
+        await runner.cleanup()
