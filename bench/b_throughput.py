@@ -15,6 +15,7 @@ daemon what reading, computing, settling and logging each item costs.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
@@ -104,6 +105,21 @@ async def connector_push(base_url: str, remote_ids: list[str], quantity: int, co
         return time.monotonic() - started
 
 
+GAP_SECONDS = 0.002
+"""A pause between two arrivals longer than this is the daemon not sending (16 requests in flight
+arrive every ~0.1-0.2 ms when the wire is busy)."""
+
+
+def wire_gaps(arrivals: list[float]) -> tuple[float, float]:
+    """The longest pause between consecutive arrivals, and the share of the span spent in pauses
+    over GAP_SECONDS: how often the event loop stalled (a claim, a collector pass, a long step)."""
+    if len(arrivals) < 2:
+        return 0.0, 0.0
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    idle = sum(gap for gap in gaps if gap > GAP_SECONDS)
+    return max(gaps), idle / (arrivals[-1] - arrivals[0])
+
+
 def rounds(rates: list[float]) -> str:
     return ", ".join(f"{r:,.0f}" for r in rates)
 
@@ -121,6 +137,7 @@ async def run(quick: bool = False) -> Report:
     connector_rates: list[float] = []
     daemon_rates: list[float] = []
     cpu_per_item: list[float] = []
+    stalls: list[tuple[float, float]] = []
     with bench_dir("thr") as folder:
         host = await SimHost.start(1, products=count)
         daemon: DaemonProcess | None = None
@@ -173,6 +190,7 @@ async def run(quick: bool = False) -> Report:
                 if len(arrivals) != count:
                     report.note(f"round {round_ + 1}: {len(arrivals):,} of {count:,} updates arrived")
                 daemon_rates.append(rate(len(arrivals), max(arrivals, default=committed) - committed))
+                stalls.append(wire_gaps(sorted(arrivals)))
             counts = outbox_counts(erp, "stock")
             erp.close()
         finally:
@@ -200,6 +218,13 @@ async def run(quick: bool = False) -> Report:
     cpu_us = min(cpu_per_item) * 1e6
     report.figure(
         "daemon_cpu_us_per_item", cpu_us, f"daemon CPU per pushed item: {cpu_us:.0f} µs (all threads)"
+    )
+    longest, idle_share = min(stalls, default=(0.0, 0.0))
+    report.figure(
+        "longest_gap_ms",
+        longest * 1000,
+        f"the wire during the daemon's push: longest gap between arrivals {longest * 1000:.1f} ms; "
+        f"gaps over {GAP_SECONDS * 1000:.0f} ms add up to {idle_share:.0%} of the round",
     )
     report.line(f"outbox after: {counts}; requests the simulator saw: {state['counters']['by_route']}")
     report.figure(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from bench import b_logsink
+from bench.b_throughput import wire_gaps
 from bench.common import percentile
 
 
@@ -30,3 +31,13 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile(values, 99) == 99.0
     assert percentile(values, 100) == 100.0
     assert math.isnan(percentile([], 50))
+
+
+def test_wire_gaps_finds_the_longest_pause_and_the_share_spent_in_pauses() -> None:
+    busy = [i * 0.0001 for i in range(100)]  # 10 ms of arrivals 0.1 ms apart
+    arrivals = [*busy, 0.0099 + 0.005, 0.0149 + 0.0001]  # then a 5 ms pause
+    longest, share = wire_gaps(arrivals)
+    assert math.isclose(longest, 0.005)
+    assert math.isclose(share, 0.005 / (arrivals[-1] - arrivals[0]))
+    assert wire_gaps(busy)[1] == 0.0  # no pause over 2 ms
+    assert wire_gaps([1.0]) == (0.0, 0.0)
