@@ -91,7 +91,8 @@ async def claim_due(
     Pending rows are due regardless of ``next_attempt_at`` (triggers stamp it with SQLite's clock,
     which need not agree with an injected one). Nothing is locked: one flow drains one
     (channel, entity), and the version guard settles any race with new changes. ``exclude``: outbox
-    ids already pushed whose settle has not committed yet (a pipelined flow's previous batch).
+    ids a pipelined flow holds: the batch on the wire and the previous one, whose settle has not
+    committed yet.
     """
     # One compound SELECT ordered as a whole: SQLite merges the pending rows (index outbox_queue, in
     # claim order) with the failed ones whose time has come and stops at the limit, instead of

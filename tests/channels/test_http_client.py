@@ -404,7 +404,7 @@ async def test_channels_sharing_the_session_never_share_cookies(make_client: Cli
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     session = channel_session(user_agent="storesync/test")
     try:
         url = f"http://localhost:{port}"  # a host name: a jar takes no cookies from a bare IP
