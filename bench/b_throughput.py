@@ -35,7 +35,7 @@ from bench.harness import (
     wait_until,
 )
 from bench.simhost import API_KEY, APP_KEY, SimHost
-from channels.http import HttpClient
+from channels.http import HttpClient, open_transport
 from channels.lojaintegrada import LojaIntegradaChannel
 from channels.models import ChannelContext, StockPush
 from channels.ratelimit import RateLimiter
@@ -89,9 +89,9 @@ async def connector_push(base_url: str, remote_ids: list[str], quantity: int, co
         rate_limit_per_minute=1_000_000,
     )
     limiter = RateLimiter(context.rate_limit_per_minute, context.rate_limit_burst, SYSTEM_CLOCK)
-    connector = aiohttp.TCPConnector(limit=100, limit_per_host=20)  # as the daemon's session
-    async with aiohttp.ClientSession(connector=connector) as session:
-        http = HttpClient(context, clock=SYSTEM_CLOCK, limiter=limiter, session=session)
+    transport = open_transport()  # the daemon's default engine
+    try:
+        http = HttpClient(context, clock=SYSTEM_CLOCK, limiter=limiter, transport=transport)
         channel = LojaIntegradaChannel(context, http)
         items = [
             StockPush(local_id=i, sku=f"bench-{i}", remote_id=remote, quantity=quantity)
@@ -103,6 +103,8 @@ async def connector_push(base_url: str, remote_ids: list[str], quantity: int, co
             if not all(result.ok for result in results):
                 raise RuntimeError(f"the connector failed: {next(r.error for r in results if not r.ok)}")
         return time.monotonic() - started
+    finally:
+        await transport.aclose()
 
 
 GAP_SECONDS = 0.002

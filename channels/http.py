@@ -13,11 +13,12 @@ import json as jsonlib
 import math
 import random
 import re
+import secrets as secretslib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlencode
 
 import aiohttp
 import orjson
@@ -26,15 +27,27 @@ from pydantic import SecretStr
 from yarl import URL
 
 from channels.base import AuthError, ChannelError, PermanentError, RateLimited, TransientError
+from channels.h1client import H1Client
 from channels.models import ChannelContext, Priority
 from channels.ratelimit import FLOW_LIMITER, RateLimiter
+from channels.transport import (
+    AiohttpTransport,
+    BodyTooLarge,
+    Engine,
+    RedirectRefused,
+    Transport,
+    WireError,
+    WireResponse,
+    channel_session,
+)
 from daemon.clock import Clock
+
+__all__ = ["HttpClient", "HttpResponse", "channel_session", "open_transport"]
 
 Expect = Literal["json", "none", "text"]
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 MAX_MESSAGE_CHARS = 300
-_READ_CHUNK = 64 * 1024
 _JSON_TYPE = "application/json"
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.~-]*")
 """A path with nothing to percent-encode: yarl can take it as it is."""
@@ -52,6 +65,48 @@ def decode_json(raw: bytes | str) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return jsonlib.loads(raw)
+
+
+def encode_form(data: Mapping[str, str], multipart: bool) -> tuple[bytes, str]:
+    """A form body and its Content-Type: multipart/form-data, or URL-encoded."""
+    if not multipart:
+        return urlencode(data).encode("utf-8"), "application/x-www-form-urlencoded"
+    values = [(name, str(value).encode("utf-8")) for name, value in data.items()]
+    boundary = secretslib.token_hex(16)
+    while any(boundary.encode() in value for _, value in values):  # pragma: no cover - 2**-128
+        boundary = secretslib.token_hex(16)
+    parts: list[bytes] = []
+    for name, value in values:
+        quoted = name.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{quoted}"\r\n'
+            "Content-Type: text/plain; charset=utf-8\r\n\r\n".encode()
+            + value
+            + b"\r\n"
+        )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def content_type(headers: Mapping[str, str]) -> tuple[str, str | None]:
+    """The media type (lower case; aiohttp's default when absent) and the charset parameter."""
+    raw = headers.get("Content-Type")
+    if not raw:
+        return "application/octet-stream", None
+    media, _, parameters = raw.partition(";")
+    charset = None
+    for parameter in parameters.split(";"):
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "charset":
+            charset = value.strip().strip('"') or None
+    return media.strip().lower(), charset
+
+
+def open_transport(engine: Engine = "builtin", *, user_agent: str | None = None) -> Transport:
+    """The engine the daemon's channels share: its own HTTP/1.1 client, or aiohttp's session."""
+    if engine == "aiohttp":
+        return AiohttpTransport(channel_session(user_agent=user_agent), owned=True)
+    return H1Client(user_agent=user_agent)
 
 
 class AuthProvider(Protocol):
@@ -200,25 +255,6 @@ class _Denied(Exception):
         self.detail = detail
 
 
-def channel_session(
-    *, user_agent: str | None = None, timeout: aiohttp.ClientTimeout | None = None
-) -> aiohttp.ClientSession:
-    """The HTTP session channels share: pooled keep-alive connections and no cookie jar.
-
-    Several channels can point at the same platform host (two Loja Integrada stores, say) and share
-    this session; a cookie one store's answers set must never ride along on another store's
-    requests, and none of the APIs we speak authenticate by cookie. Skipping the jar also saves its
-    per-request bookkeeping.
-    """
-    return aiohttp.ClientSession(
-        headers={"User-Agent": user_agent} if user_agent else None,
-        connector=aiohttp.TCPConnector(limit=100, limit_per_host=20),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        timeout=timeout or aiohttp.ClientTimeout(total=300),
-        raise_for_status=False,
-    )
-
-
 class HttpClient:
     """Shared plumbing for one channel; the connector owns the paths, this owns the manners.
 
@@ -234,6 +270,7 @@ class HttpClient:
         *,
         clock: Clock,
         limiter: RateLimiter,
+        transport: Transport | None = None,
         session: aiohttp.ClientSession | None = None,
         auth: AuthProvider | None = None,
         max_body_bytes: int | None = None,
@@ -261,9 +298,12 @@ class HttpClient:
         self.max_retry_after = float(options.get("max_retry_after_seconds", 60.0))
         self._rng = rng or random.Random()
         self._extra_secrets: set[str] = set()
-        self._session = session
-        self._owns_session = session is None
-        self._timeout = aiohttp.ClientTimeout(total=context.timeout_seconds)
+        if transport is None and session is not None:
+            transport = AiohttpTransport(session)
+        self._transport = transport
+        self._owns_transport = transport is None
+        """Without an engine given, the client opens an aiohttp session of its own (what connector
+        unit tests mock with aioresponses); the daemon passes the engine its channels share."""
         self._base = URL(context.base_url)
         if self._base.scheme not in ("http", "https") or not self._base.host:
             raise ValueError(f"channel {context.name!r}: base_url must be an absolute http(s) URL")
@@ -272,16 +312,17 @@ class HttpClient:
 
     # --- lifecycle --------------------------------------------------------------------------------
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            if not self._owns_session:
-                raise RuntimeError(f"channel {self.context.name!r}: the HTTP session was closed by its owner")
-            self._session = channel_session(timeout=self._timeout)
-        return self._session
+    def _get_transport(self) -> Transport:
+        if self._transport is None or self._transport.closed:
+            if not self._owns_transport:
+                raise RuntimeError(f"channel {self.context.name!r}: the HTTP engine was closed by its owner")
+            timeout = aiohttp.ClientTimeout(total=self.context.timeout_seconds)
+            self._transport = AiohttpTransport(channel_session(timeout=timeout), owned=True)
+        return self._transport
 
     async def aclose(self) -> None:
-        if self._owns_session and self._session is not None and not self._session.closed:
-            await self._session.close()
+        if self._owns_transport and self._transport is not None and not self._transport.closed:
+            await self._transport.aclose()
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -349,11 +390,11 @@ class HttpClient:
         """
         method = method.upper()
         url = self._url(path_or_url)
-        if json is not None:
-            if data is not None:
-                raise ValueError("pass json or data, not both")
-            data = encode_json(json)
-            headers = {**(headers or {}), "Content-Type": _JSON_TYPE}
+        if params:
+            url = url.extend_query(params)
+        body, body_type = self._body(json, data, multipart)
+        if body_type is not None and not (headers and "Content-Type" in headers):
+            headers = {**(headers or {}), "Content-Type": body_type}
         where = f"{method} {url.path}"
         attempt = 0
         refreshed = False
@@ -363,9 +404,7 @@ class HttpClient:
                 await flow_limiter.acquire(priority)
             await self.limiter.acquire(priority)
             try:
-                return await self._attempt(
-                    method, url, where, params, data, headers, expect, multipart, use_auth
-                )
+                return await self._attempt(method, url, where, body, headers, expect, use_auth)
             except _Denied as denied:
                 if self.auth is not None and use_auth and not refreshed:
                     refreshed = True
@@ -408,93 +447,82 @@ class HttpClient:
             attempt += 1
             self.stats.retries += 1
 
+    @staticmethod
+    def _body(
+        json: Any, data: Mapping[str, str] | bytes | str | None, multipart: bool
+    ) -> tuple[bytes | None, str | None]:
+        """The request body, encoded once for every attempt, and its Content-Type."""
+        if json is not None:
+            if data is not None:
+                raise ValueError("pass json or data, not both")
+            return encode_json(json), _JSON_TYPE
+        if data is None:
+            return None, None
+        if isinstance(data, bytes):
+            return data, "application/octet-stream"
+        if isinstance(data, str):
+            return data.encode("utf-8"), "text/plain; charset=utf-8"
+        return encode_form(data, multipart)
+
     async def _attempt(
         self,
         method: str,
         url: URL,
         where: str,
-        params: Mapping[str, str | int | float] | None,
-        data: Mapping[str, str] | bytes | str | None,
+        body: bytes | None,
         headers: Mapping[str, str] | None,
         expect: Expect,
-        multipart: bool,
         use_auth: bool = True,
     ) -> HttpResponse:
-        send_headers: Mapping[str, str] | None = headers
+        send_headers: Mapping[str, str] = headers or {}
         if self.auth is not None and use_auth:
-            send_headers = {**(await self.auth.headers()), **(headers or {})}
-        body: Any = data
-        if data is not None and not isinstance(data, bytes | str) and isinstance(data, Mapping):
-            form = aiohttp.FormData(default_to_multipart=multipart)
-            for key, value in data.items():
-                form.add_field(key, value)
-            body = form
+            send_headers = {**(await self.auth.headers()), **send_headers}
         started = self.clock.monotonic()
         path = url.path
-        session = self._get_session()
         status: int | None = None
         outcome = "ok"
         try:
-            async with session.request(
-                method,
-                url,
-                params=dict(params) if params else None,
-                data=body,
-                headers=send_headers,
-                timeout=self._timeout,
-                allow_redirects=True,
-                max_redirects=5,
-            ) as resp:
-                status = resp.status
-                raw = await self._read_bounded(resp)
-                return self._interpret(resp, status, raw, where, expect)
+            try:
+                response = await self._get_transport().send(
+                    method,
+                    url,
+                    send_headers,
+                    body,
+                    timeout=self.context.timeout_seconds,
+                    max_body=self.max_body_bytes,
+                )
+            except BodyTooLarge as exc:
+                raise _Retry("body_too_large", str(exc), status=exc.status) from None
+            except RedirectRefused as exc:
+                outcome = "redirect_refused"
+                raise self._error(PermanentError, f"{where}: {exc}") from None
+            except ValueError as exc:
+                outcome = "invalid_url"
+                raise self._error(PermanentError, f"{where}: cannot send ({exc})") from None
+            except TimeoutError:
+                raise _Retry("timeout", f"timed out after {self.context.timeout_seconds:g}s") from None
+            except (WireError, OSError) as exc:
+                detail = _truncate(self.redact(str(exc)) or "no detail", 200)
+                raise _Retry(
+                    "connection", detail if isinstance(exc, WireError) else f"{type(exc).__name__}: {detail}"
+                ) from None
+            status = response.status
+            return self._interpret(response, where, expect)
         except _Retry as exc:
             outcome = exc.kind
             raise
-        except (_Throttled, _Denied, PermanentError):
+        except (_Throttled, _Denied):
             outcome = f"http_{status}"
             raise
-        except aiohttp.InvalidURL as exc:
-            outcome = "invalid_url"
-            raise self._error(PermanentError, f"{where}: invalid URL ({type(exc).__name__})") from None
-        except TimeoutError:
-            outcome = "timeout"
-            raise _Retry("timeout", f"timed out after {self.context.timeout_seconds:g}s") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            outcome = "connection"
-            detail = _truncate(self.redact(str(exc)) or "no detail", 200)
-            raise _Retry("connection", f"{type(exc).__name__}: {detail}") from None
+        except PermanentError:
+            if status is not None:
+                outcome = f"http_{status}"
+            raise
         finally:
             self._record(method, path, status, outcome, started)
 
-    async def _read_bounded(self, resp: aiohttp.ClientResponse) -> bytes:
-        """Read at most ``max_body_bytes``; a bigger body is a transient failure and is never buffered."""
-        limit = self.max_body_bytes
-        declared = resp.content_length
-        if declared is not None and declared > limit:
-            resp.close()
-            raise _Retry(
-                "body_too_large", f"response body of {declared} bytes exceeds {limit}", status=resp.status
-            )
-        if declared is not None and "Content-Encoding" not in resp.headers:
-            # Not compressed: the parser stops at the declared length, which is within bounds.
-            return await resp.read()
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            chunk = await resp.content.read(_READ_CHUNK)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > limit:
-                resp.close()
-                raise _Retry("body_too_large", f"response body exceeds {limit} bytes", status=resp.status)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _interpret(
-        self, resp: aiohttp.ClientResponse, status: int, raw: bytes, where: str, expect: Expect
-    ) -> HttpResponse:
+    def _interpret(self, resp: WireResponse, where: str, expect: Expect) -> HttpResponse:
+        status, raw = resp.status, resp.body
         if status == 429:
             retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.clock.now().timestamp())
             raise _Throttled(
@@ -510,13 +538,15 @@ class HttpClient:
         if status >= 400:
             detail = _truncate(self.redact(error_message_from_body(raw))) or resp.reason or "no detail"
             raise self._error(PermanentError, f"{where}: HTTP {status}: {detail}", status=status)
-        return HttpResponse(status=status, headers=resp.headers, body=self._decode(resp, status, raw, expect))
+        return HttpResponse(status=status, headers=resp.headers, body=self._decode(resp, expect))
 
-    def _decode(self, resp: aiohttp.ClientResponse, status: int, raw: bytes, expect: Expect) -> Any:
+    @staticmethod
+    def _decode(resp: WireResponse, expect: Expect) -> Any:
+        status, raw = resp.status, resp.body
         if expect == "none":
             return None
         if expect == "text":
-            return raw.decode(resp.charset or "utf-8", errors="replace")
+            return _text(raw, content_type(resp.headers)[1])
         if status == 204 or not raw.strip():
             return None
         if resp.headers.get("Content-Type") == "application/json; charset=utf-8":
@@ -526,14 +556,19 @@ class HttpClient:
                 raise _Retry(
                     "malformed_json", f"malformed JSON body ({type(exc).__name__})", status=status
                 ) from None
-        ctype = resp.content_type.lower()
+        ctype, charset = content_type(resp.headers)
         if not (ctype == "application/json" or ctype.endswith("+json")):
-            raise _Retry(
-                "wrong_content_type", f"expected JSON, got {ctype or 'no content type'}", status=status
-            )
+            raise _Retry("wrong_content_type", f"expected JSON, got {ctype}", status=status)
         try:
-            return decode_json(raw.decode(resp.charset or "utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
+            return decode_json(raw.decode(charset or "utf-8"))
+        except (ValueError, UnicodeDecodeError, LookupError) as exc:
             raise _Retry(
                 "malformed_json", f"malformed JSON body ({type(exc).__name__})", status=status
             ) from None
+
+
+def _text(raw: bytes, charset: str | None) -> str:
+    try:
+        return raw.decode(charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return raw.decode("utf-8", errors="replace")

@@ -22,11 +22,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import structlog
 
-from channels.http import channel_session
+from channels.http import open_transport
 from channels.models import FlowName
+from channels.transport import Transport
 from daemon import __version__
 from daemon.clock import SYSTEM_CLOCK, Clock
 from daemon.controlapi.server import ControlServer
@@ -143,7 +143,7 @@ class Daemon:
         self.logbook: LogBook | None = None
         self.db: StateDB | None = None
         self._erp: ErpService | None = None
-        self.session: aiohttp.ClientSession | None = None
+        self.transport: Transport | None = None
         self.watcher: ChangeWatcher | None = None
         self.control: ControlServer | None = None
 
@@ -178,7 +178,9 @@ class Daemon:
             self.db, self.clock, self._default_warehouse(), locale=self.settings.daemon.locale
         )
         await self._sync_channel_table()
-        self.session = channel_session(user_agent=f"storesync/{__version__}")
+        self.transport = open_transport(
+            self.settings.daemon.http_client, user_agent=f"storesync/{__version__}"
+        )
         for name, channel in self.settings.enabled_channels().items():
             self._start_channel(name, channel)
         self.watcher = ChangeWatcher(self.settings.state_db_path, self._on_db_change, self.clock)
@@ -243,8 +245,8 @@ class Daemon:
             await self.watcher.stop()
         if self.control is not None:
             await self.control.stop()
-        if self.session is not None:
-            await self.session.close()
+        if self.transport is not None:
+            await self.transport.aclose()
         if self.db is not None:
             await self.db.close()
         if started:
@@ -302,13 +304,13 @@ class Daemon:
                 await mappings.load_mappings(conn, name, tables)
 
     def _start_channel(self, name: str, channel: ChannelSettings) -> None:
-        assert self.db is not None and self.session is not None
+        assert self.db is not None and self.transport is not None
         supervisor = ChannelSupervisor(
             channel_config(name, channel, self.settings),
             self.settings.channel_context(name),
             db=self.db,
             clock=self.clock,
-            session=self.session,
+            transport=self.transport,
             job_factory=build_job,
             start_spread=START_SPREAD_SECONDS if self.start_spread is None else self.start_spread,
         )

@@ -12,12 +12,11 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiohttp
-
 from channels.base import AuthError, ChannelError
-from channels.http import HttpClient, channel_session
+from channels.http import HttpClient, open_transport
 from channels.ratelimit import RateLimiter
 from channels.registry import connector_class
+from channels.transport import Transport
 from daemon import __version__
 from daemon.clock import SYSTEM_CLOCK
 from daemon.secrets import SECRETS
@@ -44,16 +43,19 @@ async def check_channels(settings: Settings, names: Sequence[str] | None = None)
     for name in chosen:
         if name not in settings.channels:
             raise KeyError(f"no channel {name!r} in the settings")
-    async with channel_session(user_agent=f"storesync/{__version__} check") as session:
-        return list(await asyncio.gather(*(_check_one(settings, name, session) for name in chosen)))
+    transport = open_transport(settings.daemon.http_client, user_agent=f"storesync/{__version__} check")
+    try:
+        return list(await asyncio.gather(*(_check_one(settings, name, transport) for name in chosen)))
+    finally:
+        await transport.aclose()
 
 
-async def _check_one(settings: Settings, name: str, session: aiohttp.ClientSession) -> CheckResult:
+async def _check_one(settings: Settings, name: str, transport: Transport) -> CheckResult:
     context = settings.channel_context(name).model_copy(update={"max_retries": 0})
     kind = context.kind
     limiter = RateLimiter(context.rate_limit_per_minute, context.rate_limit_burst, SYSTEM_CLOCK)
     http = HttpClient(
-        context, clock=SYSTEM_CLOCK, limiter=limiter, session=session, on_secret=SECRETS.register
+        context, clock=SYSTEM_CLOCK, limiter=limiter, transport=transport, on_secret=SECRETS.register
     )
     try:
         connector = connector_class(kind)(context, http)

@@ -47,6 +47,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from channels.models import ChannelContext, FlowName
 from channels.registry import connector_class, connector_kinds
+from channels.transport import Engine
 from daemon import i18n
 from daemon.secrets import SECRETS, SecretError, SecretRegistry, resolve_secret
 
@@ -218,6 +219,9 @@ class DaemonSettings(_Section):
     locale: Literal["pt_BR", "en"] = "pt_BR"
     shutdown_timeout: PositiveDuration = 20.0
     watchdog: bool = True
+    http_client: Engine = "builtin"
+    """The engine every channel's requests go through: the daemon's own HTTP/1.1 client, or
+    aiohttp's session (``"aiohttp"``: a fallback should a platform's server disagree with ours)."""
 
     @field_validator("state_dir", "runtime_dir", mode="before")
     @classmethod

@@ -10,7 +10,6 @@ import asyncio
 import random
 from collections.abc import Callable, Mapping
 
-import aiohttp
 import structlog
 
 from channels.base import Channel
@@ -18,6 +17,7 @@ from channels.http import HttpClient
 from channels.models import ChannelContext, FlowName
 from channels.ratelimit import RateLimiter
 from channels.registry import connector_class
+from channels.transport import Transport
 from daemon.clock import Clock
 from daemon.controlapi.wire import ChannelStatus, FlowState
 from daemon.flows.config import ChannelConfig
@@ -48,7 +48,7 @@ class ChannelSupervisor:
         *,
         db: StateDB,
         clock: Clock,
-        session: aiohttp.ClientSession,
+        transport: Transport,
         job_factory: JobFactory,
         rng: random.Random | None = None,
         start_spread: float = START_SPREAD_SECONDS,
@@ -66,7 +66,7 @@ class ChannelSupervisor:
         )
         self.limiter = RateLimiter(context.rate_limit_per_minute, context.rate_limit_burst, clock)
         self.http = HttpClient(
-            context, clock=clock, limiter=self.limiter, session=session, on_secret=SECRETS.register
+            context, clock=clock, limiter=self.limiter, transport=transport, on_secret=SECRETS.register
         )
         self.connector = connector_class(config.kind)(context, self.http)
         self.paused = False

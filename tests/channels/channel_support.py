@@ -9,10 +9,11 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from channels.http import HttpClient
+from channels.http import HttpClient, open_transport
 from channels.models import ChannelContext
 from channels.ratelimit import RateLimiter
 from channels.simulators.lojaintegrada import LojaIntegradaSimulator
+from channels.transport import Engine, Transport
 from daemon.clock import SYSTEM_CLOCK, Clock
 
 API_KEY = "li-api-key-SECRET-1234"
@@ -51,15 +52,23 @@ def make_context(base_url: str, **overrides: Any) -> ChannelContext:
 
 
 class ClientPool:
-    """Makes HttpClients and closes them all (no unclosed-session warnings)."""
+    """Makes HttpClients and closes them all (no unclosed-session warnings).
 
-    def __init__(self) -> None:
+    With an ``engine``, every client it makes shares one transport of that engine, as the daemon's
+    channels do; without, each client opens its own aiohttp session (what aioresponses mocks).
+    """
+
+    def __init__(self, engine: Engine | None = None) -> None:
         self._made: list[HttpClient] = []
+        self.engine = engine
+        self.transport: Transport | None = open_transport(engine) if engine else None
 
     def __call__(self, context: ChannelContext, clock: Clock = SYSTEM_CLOCK, **kwargs: Any) -> HttpClient:
         limiter = kwargs.pop("limiter", None) or RateLimiter(
             context.rate_limit_per_minute, context.rate_limit_burst, clock
         )
+        if self.transport is not None and "session" not in kwargs:
+            kwargs.setdefault("transport", self.transport)
         client = HttpClient(context, clock=clock, limiter=limiter, **kwargs)
         self._made.append(client)
         return client
@@ -68,6 +77,8 @@ class ClientPool:
         for client in self._made:
             await client.aclose()
             await client.limiter.aclose()
+        if self.transport is not None:
+            await self.transport.aclose()
 
 
 @asynccontextmanager

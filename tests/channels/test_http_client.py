@@ -19,7 +19,6 @@ from pydantic import SecretStr
 from channels.base import AuthError, ChannelError, PermanentError, RateLimited, TransientError
 from channels.http import (
     RequestEvent,
-    channel_session,
     error_message_from_body,
     parse_retry_after,
     redact,
@@ -36,8 +35,17 @@ async def sim() -> AsyncIterator[LojaIntegradaSimulator]:
         yield simulator
 
 
+@pytest.fixture(params=["builtin", "aiohttp"])
+async def make_client(request: pytest.FixtureRequest) -> AsyncIterator[ClientPool]:
+    """Clients on one shared engine, each test once per engine: the manners must not depend on it."""
+    pool = ClientPool(request.param)
+    yield pool
+    await pool.aclose()
+
+
 @pytest.fixture
-async def make_client() -> AsyncIterator[ClientPool]:
+async def mock_client() -> AsyncIterator[ClientPool]:
+    """Clients with their own aiohttp session, which aioresponses intercepts."""
     pool = ClientPool()
     yield pool
     await pool.aclose()
@@ -110,7 +118,7 @@ async def test_transient_faults_give_up_after_the_bound(
 async def test_connection_reset_is_transient(sim: LojaIntegradaSimulator, make_client: ClientPool) -> None:
     client = make_client(make_context(sim.url, max_retries=1))
     sim.inject_fault("reset", count=100)  # aiohttp itself retries an idempotent request once
-    with pytest.raises(TransientError, match=r"GET /v1/produto: .*Disconnected"):
+    with pytest.raises(TransientError, match=r"GET /v1/produto: .*(Disconnected|closed the connection)"):
         await client.request("GET", "/v1/produto", priority=Priority.PRODUCTS, headers=AUTH_OK)
 
 
@@ -121,7 +129,9 @@ async def test_connection_refused_is_transient(make_client: ClientPool) -> None:
     server.close()
     await server.wait_closed()
     client = make_client(make_context(f"http://127.0.0.1:{port}", max_retries=1))
-    with pytest.raises(TransientError, match=r"GET /v1/pedido: ClientConnectorError"):
+    with pytest.raises(
+        TransientError, match=r"GET /v1/pedido: (ClientConnectorError|cannot connect to 127\.0\.0\.1)"
+    ):
         await client.request("GET", "/v1/pedido", priority=Priority.ORDERS)
 
 
@@ -185,9 +195,9 @@ async def test_429_without_retry_after_backs_off_then_raises_rate_limited(
     assert "Limite de" in str(caught.value)  # the platform's message is kept
 
 
-async def test_long_retry_after_raises_at_once_and_blocks_everyone(make_client: ClientPool) -> None:
+async def test_long_retry_after_raises_at_once_and_blocks_everyone(mock_client: ClientPool) -> None:
     clock = FakeClock()
-    client = make_client(make_context(MOCK), clock=clock)
+    client = mock_client(make_context(MOCK), clock=clock)
     when = clock.now() + timedelta(seconds=600)
     with aioresponses() as mocked:
         mocked.get(
@@ -309,8 +319,8 @@ def test_error_message_shapes(body: Any, expected: str) -> None:
     assert error_message_from_body(b"<html>\n  oops\n</html>") == "<html> oops </html>"
 
 
-async def test_long_error_messages_are_truncated(make_client: ClientPool) -> None:
-    client = make_client(make_context(MOCK))
+async def test_long_error_messages_are_truncated(mock_client: ClientPool) -> None:
+    client = mock_client(make_context(MOCK))
     with aioresponses() as mocked:
         mocked.put(f"{MOCK}/v1/x", status=409, body='"' + "y" * 5000 + '"')
         with pytest.raises(PermanentError) as caught:
@@ -319,12 +329,12 @@ async def test_long_error_messages_are_truncated(make_client: ClientPool) -> Non
     assert 300 <= len(str(caught.value)) < 360
 
 
-async def test_secrets_never_reach_an_error_message(make_client: ClientPool) -> None:
+async def test_secrets_never_reach_an_error_message(mock_client: ClientPool) -> None:
     secret = "s3cr+t/=Key"
     context = make_context(
         MOCK, secrets={"api_key": SecretStr(secret), "app_key": SecretStr("other-secret-987")}
     )
-    client = make_client(context)
+    client = mock_client(context)
     raised: list[ChannelError] = []
     with aioresponses() as mocked:
         mocked.get(f"{MOCK}/v1/a", status=400, payload={"error_message": f"chave_api {secret} inválida"})
@@ -405,15 +415,13 @@ async def test_channels_sharing_the_session_never_share_cookies(make_client: Cli
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    session = channel_session(user_agent="storesync/test")
     try:
         url = f"http://localhost:{port}"  # a host name: a jar takes no cookies from a bare IP
-        store_a = make_client(make_context(url, name="loja_a"), session=session)
-        store_b = make_client(make_context(url, name="loja_b"), session=session)
+        store_a = make_client(make_context(url, name="loja_a"))  # the pool's one engine, shared
+        store_b = make_client(make_context(url, name="loja_b"))
         for client in (store_a, store_b, store_a):
             response = await client.request("GET", "/v1/ping", priority=Priority.PRODUCTS)
             assert response.status == 200
         assert seen == [None, None, None]
     finally:
-        await session.close()
         await runner.cleanup()

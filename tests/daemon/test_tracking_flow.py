@@ -8,14 +8,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-import aiohttp
 import pytest
 import structlog
 from pydantic import SecretStr
 
 from channels.base import Channel, TransientError
 from channels.correios import CorreiosChannel
-from channels.http import HttpClient
+from channels.http import HttpClient, open_transport
 from channels.models import FlowName, TrackingEvent, TrackingState, TrackingStatus
 from channels.ratelimit import RateLimiter
 from channels.simulators.correios import CorreiosSimulator, make_code
@@ -284,10 +283,8 @@ async def test_a_carrier_outage_loses_nothing_and_the_next_run_catches_up(
 async def test_the_daemon_learns_the_carriers_runtime_token_for_log_redaction(world: World) -> None:
     """The supervisor gives its HttpClient the process-wide registry: a bearer token the Correios
     connector obtains at run time is redacted from every log line, like a configured secret."""
-    async with (
-        CorreiosSimulator(USER, ACCESS, cartao_postagem=CARD) as sim,
-        aiohttp.ClientSession() as session,
-    ):
+    transport = open_transport()
+    async with CorreiosSimulator(USER, ACCESS, cartao_postagem=CARD) as sim:
         context = make_context(
             sim.url,
             name="correios",
@@ -303,12 +300,13 @@ async def test_the_daemon_learns_the_carriers_runtime_token_for_log_redaction(wo
             flows={FlowName.TRACKING: FlowTiming(INTERVAL, 50)},
         )
         supervisor = ChannelSupervisor(
-            config, context, db=world.db, clock=SYSTEM_CLOCK, session=session, job_factory=build_job
+            config, context, db=world.db, clock=SYSTEM_CLOCK, transport=transport, job_factory=build_job
         )
         try:
             await supervisor.connector.fetch_tracking([sim.post_object()])
         finally:
             await supervisor.limiter.aclose()
+            await transport.aclose()
         (token,) = sim.tokens
         assert token in REGISTRY
         assert REGISTRY.redact(f"Authorization: Bearer {token}") == "Authorization: Bearer ***"
