@@ -41,6 +41,7 @@ MAX_HEAD_BYTES: Final = 64 * 1024
 MAX_HEADERS: Final = 128
 MAX_CHUNK_LINE: Final = 4096
 _CRLF: Final = b"\r\n"
+_MAX_BLOCKS: Final = 256
 _NO_BODY_STATUS: Final = frozenset({204, 304})
 _IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 """Methods a request may be sent again for when a kept-alive connection turns out closed: the
@@ -55,17 +56,22 @@ def _check_header(name: str, value: str) -> None:
             raise ValueError(f"header {name!r} contains a line break or NUL")
 
 
-def encode_request(method: str, url: URL, host: str, headers: Mapping[str, str], body: bytes | None) -> bytes:
-    """The request's bytes: request line, Host, the caller's headers, Content-Length, body."""
-    target = url.raw_path_qs or "/"
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+def header_block(headers: Mapping[str, str]) -> bytes:
+    """``Name: value`` lines for ``headers``, each checked for CR, LF and NUL (header injection)."""
+    lines = []
     for name, value in headers.items():
         _check_header(name, value)
-        lines.append(f"{name}: {value}")
-    if body is not None or method in ("POST", "PUT", "PATCH"):
-        lines.append(f"Content-Length: {len(body) if body else 0}")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head + body if body else head
+        lines.append(f"{name}: {value}\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+def encode_request(method: str, url: URL, host: str, block: bytes, body: bytes | None) -> bytes:
+    """The request's bytes: request line, Host, the header block, Content-Length, body."""
+    start = f"{method} {url.raw_path_qs or '/'} HTTP/1.1\r\nHost: {host}\r\n".encode("latin-1")
+    if body is None and method not in ("POST", "PUT", "PATCH"):
+        return start + block + _CRLF
+    length = len(body) if body else 0
+    return b"".join((start, block, b"Content-Length: %d\r\n\r\n" % length, body or b""))
 
 
 class _Decompressor:
@@ -209,35 +215,40 @@ class _ResponseParser:
     # --- the head ----------------------------------------------------------------------------------
 
     def _parse_head(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        status_line = lines[0]
-        bare = head.replace(b"\r\n", b"")
-        if b"\n" in bare or b"\r" in bare:
+        text = head.decode("latin-1")
+        lines = text.split("\r\n")
+        breaks = len(lines) - 1
+        if text.count("\n") != breaks or text.count("\r") != breaks:
             raise WireError("a line in the response head does not end in CRLF")
-        if not (status_line.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")) and status_line[12:13] in (b" ", b"")):
+        status_line = lines[0]
+        if not (status_line.startswith(("HTTP/1.1 ", "HTTP/1.0 ")) and status_line[12:13] in (" ", "")):
             raise WireError(f"not an HTTP/1.x status line: {status_line[:40]!r}")
         code = status_line[9:12]
-        if not code.isdigit():
+        if not (code.isdigit() and code.isascii()):
             raise WireError(f"invalid status code {code!r}")
         status = int(code)
-        if len(lines) - 1 > MAX_HEADERS:
+        if breaks > MAX_HEADERS:
             raise WireError(f"more than {MAX_HEADERS} response headers")
-        headers: CIMultiDict[str] = CIMultiDict()
+        pairs: list[tuple[str, str]] = []
         for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
+            name, colon, value = line.partition(":")
+            # No name, or white space in or around it: obsolete line folding, or "Name :" (smuggling).
+            if not colon or not name or " " in name or "\t" in name:
                 raise WireError(f"malformed response header line {line[:40]!r}")
-            headers.add(name.decode("latin-1"), value.strip(b" \t").decode("latin-1"))
+            pairs.append((name, value.strip(" \t")))
         if 100 <= status < 200:
             if status == 101:
                 raise WireError("the server switched protocols")
             return  # 100 Continue, 103 Early Hints: the real response follows
+        headers: CIMultiDict[str] = CIMultiDict(pairs)
         self.status = status
-        self.reason = status_line[13:].decode("latin-1")
+        self.reason = status_line[13:]
         self.headers = headers
-        http10 = status_line.startswith(b"HTTP/1.0")
         connection = headers.get("Connection", "").lower()
-        self.keep_alive = "keep-alive" in connection if http10 else "close" not in connection
+        if status_line.startswith("HTTP/1.0"):
+            self.keep_alive = "keep-alive" in connection
+        else:
+            self.keep_alive = "close" not in connection
         self._start_body(status, headers)
 
     def _start_body(self, status: int, headers: CIMultiDict[str]) -> None:
@@ -294,6 +305,7 @@ class _Connection(asyncio.Protocol):
         self._on_lost = on_lost
         self._parser: _ResponseParser | None = None
         self._waiter: asyncio.Future[WireResponse] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     # --- asyncio callbacks -----------------------------------------------------------------------
 
@@ -331,20 +343,35 @@ class _Connection(asyncio.Protocol):
 
     # --- an exchange ---------------------------------------------------------------------------
 
-    def exchange(self, request: bytes, method: str, max_body: int) -> asyncio.Future[WireResponse]:
+    def exchange(
+        self, request: bytes, method: str, max_body: int, deadline: float
+    ) -> asyncio.Future[WireResponse]:
+        """Send ``request``; the future fails with ``TimeoutError`` at ``deadline`` (loop time)."""
         assert self.transport is not None and self._parser is None
-        waiter: asyncio.Future[WireResponse] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[WireResponse] = loop.create_future()
         self._waiter = waiter
         self.answered = False
         self._parser = _ResponseParser(method, max_body)
+        self._timer = loop.call_at(deadline, self._time_out)
         self.transport.write(request)
         return waiter
+
+    def _time_out(self) -> None:
+        self._timer = None
+        self._fail(TimeoutError())
 
     @property
     def reusable(self) -> bool:
         return not self.closed and self._parser is None and self.transport is not None
 
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def _complete(self, parser: _ResponseParser) -> None:
+        self._stop_timer()
         self._parser = None
         waiter, self._waiter = self._waiter, None
         if not parser.keep_alive or parser.leftover:
@@ -353,6 +380,7 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(parser.response())
 
     def _fail(self, exc: Exception) -> None:
+        self._stop_timer()
         self._parser = None
         waiter, self._waiter = self._waiter, None
         self.close()
@@ -361,6 +389,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self._stop_timer()
         if self.transport is not None:
             self.transport.close()
 
@@ -368,10 +397,12 @@ class _Connection(asyncio.Protocol):
 class _Origin:
     """The connections to one scheme://host:port: idle ones to reuse, and a cap on how many at once."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self) -> None:
         self.idle: deque[_Connection] = deque()
         self.open: set[_Connection] = set()
-        self.slots = asyncio.Semaphore(limit)
+        self.busy = 0
+        """Exchanges holding a slot (at most ``limit_per_host``)."""
+        self.waiters: deque[asyncio.Future[None]] = deque()
 
 
 class H1Client:
@@ -393,6 +424,7 @@ class H1Client:
         self.keepalive_seconds = keepalive_seconds
         self._ssl = ssl_context
         self._origins: dict[_Key, _Origin] = {}
+        self._blocks: dict[tuple[tuple[str, str], ...], bytes] = {}
         self._closed = False
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -420,22 +452,27 @@ class H1Client:
     ) -> WireResponse:
         if self._closed:
             raise WireError("the HTTP client is closed")
-        async with asyncio.timeout(timeout):
-            for _ in range(MAX_REDIRECTS + 1):
-                response = await self._send_once(method, url, headers, body, max_body)
-                location = response.headers.get("Location") if 300 < response.status < 400 else None
-                if location is None or response.status in (304, 305, 306):
-                    return response
-                target = url.join(URL(location))
-                if target.origin() != url.origin():
-                    raise RedirectRefused(f"redirected to another host ({target.host}); not followed")
-                url = target
-                method, body = redirected_method(method, response.status, body)
-            raise WireError(f"more than {MAX_REDIRECTS} redirects")
-        raise AssertionError("unreachable")  # pragma: no cover - the timeout block returns or raises
+        deadline = asyncio.get_running_loop().time() + timeout
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await self._send_once(method, url, headers, body, max_body, deadline)
+            location = response.headers.get("Location") if 300 < response.status < 400 else None
+            if location is None or response.status in (304, 305, 306):
+                return response
+            target = url.join(URL(location))
+            if target.origin() != url.origin():
+                raise RedirectRefused(f"redirected to another host ({target.host}); not followed")
+            url = target
+            method, body = redirected_method(method, response.status, body)
+        raise WireError(f"more than {MAX_REDIRECTS} redirects")
 
     async def _send_once(
-        self, method: str, url: URL, headers: Mapping[str, str], body: bytes | None, max_body: int
+        self,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        max_body: int,
+        deadline: float,
     ) -> WireResponse:
         scheme, host, port = url.scheme, url.raw_host, url.port
         if scheme not in ("http", "https") or not host or port is None:
@@ -443,21 +480,18 @@ class H1Client:
         key = (scheme, host, port)
         origin = self._origins.get(key)
         if origin is None:
-            origin = self._origins[key] = _Origin(self.limit_per_host)
-        send_headers = dict(headers)
-        if self.user_agent and "User-Agent" not in send_headers:
-            send_headers["User-Agent"] = self.user_agent
-        send_headers.setdefault("Accept", "*/*")
-        send_headers.setdefault("Accept-Encoding", "gzip, deflate")
-        request = encode_request(method, url, url.host_port_subcomponent or host, send_headers, body)
-        async with origin.slots:
+            origin = self._origins[key] = _Origin()
+        request = encode_request(method, url, url.host_port_subcomponent or host, self._block(headers), body)
+        await self._take_slot(origin, deadline)
+        try:
             while True:
                 connection = self._idle_connection(origin)
                 reused = connection is not None
                 if connection is None:
-                    connection = await self._connect(key, origin)
+                    async with asyncio.timeout_at(deadline):
+                        connection = await self._connect(key, origin)
                 try:
-                    response = await connection.exchange(request, method, max_body)
+                    response = await connection.exchange(request, method, max_body, deadline)
                 except WireError:
                     connection.close()
                     if reused and not connection.answered and method in _IDEMPOTENT:
@@ -471,6 +505,50 @@ class H1Client:
                     origin.idle.append(connection)
                     self._schedule_sweep()
                 return response
+        finally:
+            self._give_slot(origin)
+
+    def _block(self, headers: Mapping[str, str]) -> bytes:
+        """The encoded header lines for ``headers`` plus our defaults, built once per distinct set
+        (a channel sends the same few headers on every request)."""
+        key = tuple(headers.items())
+        block = self._blocks.get(key)
+        if block is None:
+            merged = dict(headers)
+            if self.user_agent and "User-Agent" not in merged:
+                merged["User-Agent"] = self.user_agent
+            merged.setdefault("Accept", "*/*")
+            merged.setdefault("Accept-Encoding", "gzip, deflate")
+            block = header_block(merged)
+            if len(self._blocks) >= _MAX_BLOCKS:  # rotating tokens make new sets: stay bounded
+                self._blocks.clear()
+            self._blocks[key] = block
+        return block
+
+    async def _take_slot(self, origin: _Origin, deadline: float) -> None:
+        if origin.busy < self.limit_per_host and not origin.waiters:
+            origin.busy += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        origin.waiters.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._give_slot(origin)  # handed a slot, then cancelled: pass it on
+            elif waiter in origin.waiters:
+                origin.waiters.remove(waiter)
+            raise
+
+    @staticmethod
+    def _give_slot(origin: _Origin) -> None:
+        while origin.waiters:
+            waiter = origin.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes to the next in line as it is
+                return
+        origin.busy -= 1
 
     def _idle_connection(self, origin: _Origin) -> _Connection | None:
         idle = origin.idle

@@ -14,7 +14,7 @@ import pytest
 import trustme
 from yarl import URL
 
-from channels.h1client import H1Client, encode_request
+from channels.h1client import H1Client, encode_request, header_block
 from channels.transport import BodyTooLarge, RedirectRefused, WireError
 
 LIMIT = 64 * 1024
@@ -139,7 +139,7 @@ async def test_requests_reuse_one_keep_alive_connection(server: Scripted, client
 
 def test_the_request_target_keeps_the_query_and_default_ports_stay_out_of_host() -> None:
     url = URL("https://api.example/v1/pedido/search").with_query({"since": "2026-12-01 10:00", "limit": 50})
-    raw = encode_request("GET", url, url.host_port_subcomponent or "", {}, None).decode()
+    raw = encode_request("GET", url, url.host_port_subcomponent or "", header_block({}), None).decode()
     assert raw.startswith("GET /v1/pedido/search?since=2026-12-01+10:00&limit=50 HTTP/1.1\r\n")
     assert "\r\nHost: api.example\r\n" in raw and "Content-Length" not in raw
 
